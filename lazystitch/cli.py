@@ -1,0 +1,231 @@
+"""The ``lazystitch`` command line: a thin shell over the public API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lazystitch import __version__
+from lazystitch.fusion import BlendMode
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Stitch microscopy tiles into one chunked HDF5 mosaic, lazily, on a dask cluster.",
+)
+
+_DEBUG = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lazystitch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:  # distributed sets its loggers to INFO on import; quiet them after it
+        import distributed  # noqa: F401
+
+        for name in ("distributed", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _say(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _show_dashboard(client: object) -> None:
+    link = getattr(client, "dashboard_link", None)
+    nworkers = len(client.scheduler_info().get("workers", {}))  # type: ignore[attr-defined]
+    _say(f"lazystitch: {nworkers} worker(s); dashboard: {link or 'not available'}")
+
+
+def _parse_chunks(value: Optional[str]) -> Optional[list[int]]:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--chunks must be integers like 1024,1024; got {value!r}") from None
+
+
+@app.command()
+def stitch(
+    config: Annotated[
+        Optional[Path], typer.Argument(help="YAML config; flags override its keys.")
+    ] = None,
+    tiles: Annotated[
+        Optional[str], typer.Option("--tiles", help="Tile pattern, e.g. 't_r{row:03d}_c{col:03d}.tif'.")
+    ] = None,
+    grid: Annotated[Optional[str], typer.Option("--grid", help="ROWSxCOLS, e.g. 4x6.")] = None,
+    overlap: Annotated[
+        Optional[str], typer.Option("--overlap", help="Fraction (<1) or px (>=1); V or Y,X.")
+    ] = None,
+    positions: Annotated[
+        Optional[Path], typer.Option("--positions", help="CSV with header row,col,y,x.")
+    ] = None,
+    start: Annotated[
+        Optional[int], typer.Option("--start", help="Number of the first row/col in file names.")
+    ] = None,
+    blend: Annotated[Optional[BlendMode], typer.Option("--blend", help="Blend mode.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output HDF5 file.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name.")] = None,
+    chunks: Annotated[
+        Optional[str], typer.Option("--chunks", help="Y,X or one value per axis.")
+    ] = None,
+    compression: Annotated[
+        Optional[str], typer.Option("--compression", help="none, gzip[:L], lzf, blosc[:L], zstd[:L].")
+    ] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes.")] = None,
+    memory_limit: Annotated[
+        Optional[str], typer.Option("--memory-limit", help="Per worker, e.g. 4GiB.")
+    ] = None,
+    scheduler: Annotated[
+        Optional[str], typer.Option("--scheduler", help="Address of an existing scheduler.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a partial run.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary last.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Stitch tiles into a chunked HDF5 mosaic."""
+    from lazystitch.api import stitch as api_stitch
+    from lazystitch.cluster import chunk_progress
+    from lazystitch.config import load_config
+
+    overrides = {
+        "tiles": {"pattern": tiles, "start": start},
+        "layout": {
+            "grid": grid,
+            "overlap": overlap,
+            "positions": str(positions) if positions else None,
+        },
+        "fusion": {"blend": blend.value if blend else None},
+        "output": {
+            "path": str(out) if out else None,
+            "dataset": dataset,
+            "chunks": _parse_chunks(chunks),
+            "compression": compression,
+            "overwrite": overwrite or None,
+            "resume": resume or None,
+        },
+        "cluster": {"workers": workers, "memory_limit": memory_limit, "scheduler": scheduler},
+    }
+    cfg = load_config(config, overrides)
+    with chunk_progress("writing", enabled=not quiet) as progress:
+        result = api_stitch(cfg, progress=progress, on_client=None if quiet else _show_dashboard)
+    summary = result.to_dict()
+    if not quiet:
+        _say(
+            f"lazystitch: wrote {result.out}:{result.dataset} {tuple(result.shape)} {result.dtype} "
+            f"({result.chunks_written} chunks written, {result.chunks_skipped} reused) "
+            f"in {result.seconds:.1f} s"
+        )
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(str(result.out))
+
+
+@app.command("validate-config")
+def validate_config(config: Annotated[Path, typer.Argument(help="YAML config.")]) -> None:
+    """Check a config file without reading any tile."""
+    from lazystitch.config import load_config
+
+    cfg = load_config(config)
+    typer.echo(f"{config}: ok ({cfg.output.path})")
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Argument(help="Folder for the demo tiles and mosaic (replaced).")
+    ] = Path("lazystitch-demo"),
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary last.")] = False,
+) -> None:
+    """Make a sample tile set, stitch it on a LocalCluster, and check the result."""
+    from lazystitch.cluster import chunk_progress
+    from lazystitch.demo import run_demo
+
+    _say(f"lazystitch demo: writing 4x5 tiles of 512x512 uint16 to {directory / 'tiles'}")
+    with chunk_progress("writing") as progress:
+        res = run_demo(directory, workers=workers, progress=progress, on_client=_show_dashboard)
+    r = res.result
+    typer.echo(f"mosaic: {r.out} (dataset '{r.dataset}', {tuple(r.shape)} {r.dtype})")
+    typer.echo(
+        f"stitched in {r.seconds:.1f} s ({res.seconds_total:.1f} s with tile generation); "
+        f"max |mosaic - source image| = {res.max_abs_error}"
+    )
+    if as_json:
+        typer.echo(json.dumps({**r.to_dict(), "max_abs_error": res.max_abs_error}))
+
+
+@app.command()
+def info(
+    path: Annotated[Path, typer.Argument(help="Output HDF5 file (or its .partial).")],
+    dataset: Annotated[Optional[str], typer.Option("--dataset")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Describe an output: shape, dtype, chunks, compression, tiles, complete or partial."""
+    from lazystitch.writers import describe_output
+
+    desc = describe_output(path, dataset)
+    if as_json:
+        typer.echo(json.dumps(desc))
+        return
+    for key, value in desc.items():
+        typer.echo(f"{key}: {value}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one clear line on stderr and exit 1 on bad input (``--debug`` for tracebacks)."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="lazystitch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _say("lazystitch: aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        _say("lazystitch: interrupted; continue with --resume")
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        from lazystitch.errors import LazystitchError
+
+        kind = "error" if isinstance(exc, (LazystitchError, OSError, ValueError)) else type(exc).__name__
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _say(f"lazystitch: {kind}: {msg}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

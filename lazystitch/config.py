@@ -1,0 +1,252 @@
+"""Typed run settings: YAML files and CLI flags validated into pydantic models."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lazystitch.errors import ConfigError
+from lazystitch.fusion import BlendMode
+from lazystitch.io import pattern_fields
+from lazystitch.writers import ChunkCodec
+
+__all__ = [
+    "ClusterOptions",
+    "FusionOptions",
+    "LayoutOptions",
+    "StitchConfig",
+    "TilesOptions",
+    "WriteOptions",
+    "load_config",
+    "validate_config",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+def _numbers(value: Any, key: str, n: int | None = None) -> tuple[float, ...]:
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[,x\s]+", value.strip()) if p]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    try:
+        nums = tuple(float(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be numbers, got {value!r}") from None
+    if n is not None and len(nums) not in (1, n):
+        raise ValueError(f"{key} must be one value or {n}; got {value!r}")
+    return nums
+
+
+class TilesOptions(_Model):
+    pattern: str = Field(
+        description="Tile file pattern with {row} and {col} fields (format specs allowed), "
+        "e.g. 'tiles/tile_r{row:03d}_c{col:03d}.tif'. Relative paths are relative to the "
+        "config file (or the working directory for CLI flags)."
+    )
+    start: int = Field(0, ge=0, description="Number of the first row/column in file names.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _check_pattern(cls, v: str) -> str:
+        pattern_fields(v)
+        return v
+
+
+class LayoutOptions(_Model):
+    grid: tuple[int, int] | None = Field(
+        None, description="Grid as 'ROWSxCOLS' (e.g. '4x6'); tiles in raster order."
+    )
+    overlap: tuple[float, float] = Field(
+        (0.1, 0.1),
+        description="Overlap of neighbouring tiles with 'grid': a fraction of the tile (< 1) or "
+        "pixels (>= 1); one value or 'Y,X'.",
+    )
+    positions: Path | None = Field(
+        None,
+        description="CSV with header 'row,col,y,x' giving each tile's top-left corner in px; "
+        "cells may be missing. Instead of 'grid'.",
+    )
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _parse_grid(cls, v: Any) -> Any:
+        if v is None or isinstance(v, (list, tuple)):
+            return v
+        m = re.fullmatch(r"\s*(\d+)\s*[xX×,]\s*(\d+)\s*", str(v))
+        if not m:
+            raise ValueError(f"grid must look like '4x6' (rows x cols); got {v!r}")
+        return int(m.group(1)), int(m.group(2))
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and min(v) < 1:
+            raise ValueError(f"grid must be at least 1x1; got {v[0]}x{v[1]}")
+        return v
+
+    @field_validator("overlap", mode="before")
+    @classmethod
+    def _parse_overlap(cls, v: Any) -> Any:
+        nums = _numbers(v, "overlap", 2)
+        if any(x < 0 for x in nums):
+            raise ValueError(f"overlap must be >= 0; got {v!r}")
+        return nums * 2 if len(nums) == 1 else nums
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LayoutOptions:
+        if (self.grid is None) == (self.positions is None):
+            raise ValueError("give exactly one of 'grid' (with 'overlap') or 'positions'")
+        return self
+
+
+class FusionOptions(_Model):
+    blend: BlendMode = Field(
+        BlendMode.linear,
+        description="How overlaps combine: linear (distance-weighted ramp), average, max, "
+        "first or last (by (row, col) order).",
+    )
+
+
+class WriteOptions(_Model):
+    path: Path = Field(description="Output HDF5 file.")
+    dataset: str = Field("mosaic", min_length=1, description="Dataset name in the file.")
+    chunks: tuple[int, ...] | None = Field(
+        None,
+        description="Storage chunk shape: 'Y,X' (leading axes get 1) or one value per axis; "
+        "default 1024x1024.",
+    )
+    compression: str = Field(
+        "none", description="none, gzip[:level], lzf, blosc[:level] or zstd[:level]."
+    )
+    overwrite: bool = Field(False, description="Replace an existing output or partial run.")
+    resume: bool = Field(False, description="Continue a partial (interrupted) run.")
+
+    @field_validator("chunks", mode="before")
+    @classmethod
+    def _parse_chunks(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        nums = _numbers(v, "chunks")
+        if any(x < 1 or x != int(x) for x in nums):
+            raise ValueError(f"chunks must be positive integers; got {v!r}")
+        return tuple(int(x) for x in nums)
+
+    @field_validator("compression")
+    @classmethod
+    def _check_compression(cls, v: str) -> str:
+        return str(ChunkCodec.parse(v))
+
+
+class ClusterOptions(_Model):
+    workers: int | None = Field(None, ge=1, description="Worker processes (default: one per core).")
+    memory_limit: str = Field("auto", description="Memory limit per worker, e.g. '4GiB'.")
+    scheduler: str | None = Field(
+        None, description="Address of an existing dask scheduler instead of a LocalCluster."
+    )
+
+
+class StitchConfig(_Model):
+    tiles: TilesOptions
+    layout: LayoutOptions
+    fusion: FusionOptions = FusionOptions()
+    output: WriteOptions
+    cluster: ClusterOptions = ClusterOptions()
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{key}: {msg}")
+    return f"invalid configuration{source}: " + "; ".join(lines)
+
+
+def _resolve(data: dict, base: Path | None) -> dict:
+    """Make relative paths in a config file relative to the file's folder."""
+    if base is None:
+        return data
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for section, key in (("tiles", "pattern"), ("layout", "positions"), ("output", "path")):
+        sec = out.get(section)
+        if isinstance(sec, dict) and isinstance(sec.get(key), str):
+            p = Path(sec[key]).expanduser()
+            sec[key] = str(p if p.is_absolute() else base / p)
+    return out
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        elif v is not None:
+            out[k] = v
+    return out
+
+
+def validate_config(data: dict, *, source: str = "") -> StitchConfig:
+    """Validate a plain dict into :class:`StitchConfig`.
+
+    Raises
+    ------
+    ConfigError
+        Naming each bad key (dotted, e.g. ``fusion.blend``) and what is wrong with it.
+    """
+    try:
+        return StitchConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> StitchConfig:
+    """Read a YAML config (optional), apply ``overrides`` (CLI flags), and validate.
+
+    ``layout.grid`` and ``layout.positions`` are alternatives: an override of one drops the
+    other from the file.
+
+    Examples
+    --------
+    >>> cfg = load_config(None, {"tiles": {"pattern": "t_{row}_{col}.tif"},
+    ...                          "layout": {"grid": "2x3", "overlap": 0.1},
+    ...                          "output": {"path": "out.h5"}})
+    >>> cfg.layout.grid, cfg.fusion.blend.value
+    ((2, 3), 'linear')
+    """
+    data: dict = {}
+    source = ""
+    if path is not None:
+        path = Path(path)
+        source = f" in {path}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must be a mapping of sections")
+        data = _resolve(data, path.parent)
+    overrides = overrides or {}
+    lay = overrides.get("layout") or {}
+    if isinstance(data.get("layout"), dict):
+        if lay.get("grid") is not None:
+            data["layout"].pop("positions", None)
+        if lay.get("positions") is not None:
+            data["layout"].pop("grid", None)
+    return validate_config(_merge(data, overrides), source=source)

@@ -1,0 +1,51 @@
+"""Every exception and warning class lazystitch raises."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "LayoutError",
+    "LazystitchError",
+    "LazystitchWarning",
+    "OutputExistsError",
+    "PartialOutputError",
+    "ResumeMismatchError",
+    "TileError",
+    "TileNotFoundError",
+]
+
+
+class LazystitchError(Exception):
+    """Root of every error lazystitch raises on purpose."""
+
+
+class ConfigError(LazystitchError, ValueError):
+    """A configuration key is unknown or its value is invalid."""
+
+
+class TileError(LazystitchError, ValueError):
+    """A tile file is unreadable, truncated, or does not match the other tiles."""
+
+
+class TileNotFoundError(TileError, FileNotFoundError):
+    """A tile file named by the pattern or the positions file does not exist."""
+
+
+class LayoutError(LazystitchError, ValueError):
+    """The tile positions cannot be fused with the chosen design (see message)."""
+
+
+class OutputExistsError(LazystitchError, FileExistsError):
+    """The output file exists and ``overwrite`` was not asked for."""
+
+
+class PartialOutputError(LazystitchError, FileExistsError):
+    """A partial (interrupted) run is in the way and neither resume nor overwrite was asked."""
+
+
+class ResumeMismatchError(LazystitchError, ValueError):
+    """``resume`` was asked, but the partial run was made with different settings."""
+
+
+class LazystitchWarning(UserWarning):
+    """Warnings lazystitch emits (e.g. a partial run whose chunks could not all be reused)."""

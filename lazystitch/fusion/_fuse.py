@@ -1,0 +1,204 @@
+"""Fusion: the tile grid through ``dask.array.map_overlap`` into one lazy mosaic."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+from dask.base import tokenize
+import numpy as np
+
+from lazystitch.fusion._plan import FusionPlan, plan_fusion
+from lazystitch.fusion._weights import BlendMode, edge_ramp
+from lazystitch.io import TileSet
+from lazystitch.layout import Layout
+
+__all__ = ["fuse", "fuse_region", "tile_grid_array"]
+
+
+def tile_grid_array(tiles: TileSet, layout: Layout, plan: FusionPlan) -> da.Array:
+    """All tiles as one dask array whose blocks are the tiles in (compact) grid order.
+
+    Grid cells without a tile are zero blocks. Shape ``(..., rows * H, cols * W)``.
+    """
+    rows = sorted({r for r, _ in layout.keys})
+    cols = sorted({c for _, c in layout.keys})
+    present = set(layout.keys)
+    blocks = [
+        [
+            tiles.dask_tile((r, c))
+            if (r, c) in present
+            else da.zeros(tiles.shape, dtype=tiles.dtype, chunks=tiles.shape)
+            for c in cols
+        ]
+        for r in rows
+    ]
+    lead = len(tiles.shape) - 2
+    for _ in range(lead):
+        blocks = [blocks]  # type: ignore[list-item]
+    return da.block(blocks)
+
+
+def _piece(a: int, depth: int, size: int) -> tuple[int, int, int]:
+    """For a neighbour at grid offset ``a`` in {-1, 0, 1}: the tile-coordinate range the
+    extended block holds of it, and the offset from tile to extended-block coordinates."""
+    if a < 0:
+        return size - depth, size, depth - size
+    if a == 0:
+        return 0, size, depth
+    return 0, depth, depth + size
+
+
+def fuse_region(
+    ext: np.ndarray,
+    plan: FusionPlan,
+    blend: BlendMode | str,
+    block_id: tuple[int, ...],
+) -> np.ndarray:
+    """Compute the mosaic region owned by one grid cell from its extended block.
+
+    Parameters
+    ----------
+    ext : ndarray of shape (..., H + 2*dy, W + 2*dx)
+        The cell's tile with ``plan.depth`` px of each neighbour around it (zeros outside the
+        grid), as ``map_overlap`` hands it over.
+    plan : FusionPlan
+    blend : {"linear", "average", "max", "first", "last"}
+    block_id : tuple of int
+        The block's index; the last two entries are the grid cell (i, j).
+
+    Returns
+    -------
+    ndarray of shape (..., region height, region width), the tiles' dtype
+    """
+    blend = BlendMode(blend)
+    i, j = block_id[-2], block_id[-1]
+    (h, w), (dy, dx) = plan.tile_yx, plan.depth
+    y0, y1 = int(plan.y_bounds[i]), int(plan.y_bounds[i + 1])
+    x0, x1 = int(plan.x_bounds[j]), int(plan.x_bounds[j + 1])
+    lead = ext.shape[:-2]
+    out_shape = (*lead, y1 - y0, x1 - x0)
+    acc = np.zeros(out_shape, dtype=np.float64)
+    weight = np.zeros(out_shape[-2:], dtype=np.float64)  # sum of weights, or coverage count
+    n_rows, n_cols = plan.grid_shape
+    for a in (-1, 0, 1):
+        for b in (-1, 0, 1):
+            ti, tj = i + a, j + b
+            if not (0 <= ti < n_rows and 0 <= tj < n_cols) or not plan.present[ti, tj]:
+                continue
+            py, px = (int(v) for v in plan.positions[ti, tj])
+            # the tile's intersection with the region, in tile coordinates
+            r0, r1 = max(y0, py) - py, min(y1, py + h) - py
+            c0, c1 = max(x0, px) - px, min(x1, px + w) - px
+            if r0 >= r1 or c0 >= c1:
+                continue
+            lo_r, hi_r, off_r = _piece(a, dy, h)
+            lo_c, hi_c, off_c = _piece(b, dx, w)
+            if r0 < lo_r or r1 > hi_r or c0 < lo_c or c1 > hi_c:  # plan_fusion prevents this
+                raise AssertionError(f"tile at grid ({ti}, {tj}) is outside the halo of ({i}, {j})")
+            vals = ext[..., r0 + off_r : r1 + off_r, c0 + off_c : c1 + off_c]
+            sl = (..., slice(py + r0 - y0, py + r1 - y0), slice(px + c0 - x0, px + c1 - x0))
+            _accumulate(blend, acc, weight, sl, vals, edge_ramp(h)[r0:r1], edge_ramp(w)[c0:c1])
+    return _finish(blend, acc, weight, ext.dtype)
+
+
+def _accumulate(
+    blend: BlendMode,
+    acc: np.ndarray,
+    weight: np.ndarray,
+    sl: tuple,
+    vals: np.ndarray,
+    ramp_y: np.ndarray,
+    ramp_x: np.ndarray,
+) -> None:
+    """Add one tile's pixels ``vals`` into the region accumulators at ``sl``.
+
+    Shared by the block function and :func:`lazystitch.testing.reference_stitch` so both define
+    blending identically; the order of calls (tiles in (row, col) order) fixes float rounding.
+    """
+    wsl = sl[-2:]
+    if blend is BlendMode.linear:
+        wgt = np.multiply.outer(ramp_y, ramp_x)
+        acc[sl] += wgt * vals
+        weight[wsl] += wgt
+    elif blend is BlendMode.average:
+        acc[sl] += vals
+        weight[wsl] += 1.0
+    elif blend is BlendMode.max:
+        covered = weight[wsl] > 0
+        acc[sl] = np.where(covered, np.maximum(acc[sl], vals), vals)
+        weight[wsl] = 1.0
+    elif blend is BlendMode.first:
+        covered = weight[wsl] > 0
+        acc[sl] = np.where(covered, acc[sl], vals)
+        weight[wsl] = 1.0
+    else:  # last
+        acc[sl] = vals
+        weight[wsl] = 1.0
+
+
+def _finish(blend: BlendMode, acc: np.ndarray, weight: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if blend in (BlendMode.linear, BlendMode.average):
+        covered = weight > 0
+        np.divide(acc, weight, out=acc, where=covered)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        acc = np.clip(np.rint(acc), info.min, info.max)
+    return acc.astype(dtype)
+
+
+def fuse(
+    tiles: TileSet,
+    layout: Layout,
+    *,
+    blend: BlendMode | str = BlendMode.linear,
+    plan: FusionPlan | None = None,
+) -> da.Array:
+    """Fuse tiles into one lazy mosaic.
+
+    Parameters
+    ----------
+    tiles : TileSet
+        Checked tiles, shape ``(..., H, W)``.
+    layout : Layout
+        Tile positions; every key of ``layout`` must be in ``tiles``.
+    blend : {"linear", "average", "max", "first", "last"}
+        How overlaps are combined (see :class:`BlendMode`).
+    plan : FusionPlan, optional
+        From :func:`plan_fusion`; computed from ``layout`` when omitted.
+
+    Returns
+    -------
+    dask.array.Array of shape (..., mosaic height, mosaic width)
+        Chunked by the regions each grid cell owns; nothing is computed. Pixels no tile covers
+        are 0. Integer results are rounded to nearest.
+
+    Raises
+    ------
+    LayoutError
+        If the positions deviate from a grid more than fusion supports.
+    """
+    blend = BlendMode(blend)
+    missing = [k for k in layout.keys if k not in tiles.headers]
+    if missing:
+        raise KeyError(f"the layout names tiles that were not opened: {missing[:5]}")
+    if tuple(tiles.tile_yx) != tuple(layout.tile_yx):
+        raise ValueError(f"tiles are {tiles.tile_yx} px but the layout says {layout.tile_yx}")
+    plan = plan_fusion(layout) if plan is None else plan
+    grid = tile_grid_array(tiles, layout, plan)
+    lead = len(tiles.shape) - 2
+    depth = {ax: 0 for ax in range(lead)} | {lead: plan.depth[0], lead + 1: plan.depth[1]}
+    out_chunks = tuple((int(s),) for s in tiles.shape[:-2]) + plan.region_chunks
+    plan_key = dask.delayed(plan, pure=True)
+    return da.map_overlap(
+        fuse_region,
+        grid,
+        depth=depth,
+        boundary=0,
+        trim=False,
+        chunks=out_chunks,
+        dtype=tiles.dtype,
+        meta=np.empty((0,) * len(tiles.shape), dtype=tiles.dtype),
+        plan=plan_key,
+        blend=blend.value,
+        name=f"fuse-{tokenize(grid.name, plan, blend.value)}",
+    )

@@ -1,0 +1,16 @@
+"""Readers: find tiles, check their headers, expose them as lazy dask arrays."""
+
+from lazystitch.io._pattern import pattern_fields, tile_paths
+from lazystitch.io._tiff import TiffHeader, read_tiff, tiff_header
+from lazystitch.io._tiles import TileSet, open_tiles, open_tiles_pattern
+
+__all__ = [
+    "TiffHeader",
+    "TileSet",
+    "open_tiles",
+    "open_tiles_pattern",
+    "pattern_fields",
+    "read_tiff",
+    "tiff_header",
+    "tile_paths",
+]

@@ -1,0 +1,11 @@
+"""Tile positions: regular grids and explicit positions from a CSV."""
+
+from lazystitch.layout._layout import (
+    Layout,
+    grid_layout,
+    overlap_px,
+    positions_from_csv,
+    read_positions_csv,
+)
+
+__all__ = ["Layout", "grid_layout", "overlap_px", "positions_from_csv", "read_positions_csv"]

@@ -1,0 +1,480 @@
+"""Stream a lazy mosaic into one chunked HDF5 dataset: exactly once, whole chunks, resumable.
+
+Workers compute and encode whole storage chunks; this process alone opens the file and writes
+the encoded bytes with ``write_direct_chunk`` in batches. After each batch the file is flushed
+and fsync'ed, then the batch's chunks are appended to a journal. The file is written as
+``OUT.partial`` and renamed to ``OUT`` only when complete. ``resume`` copies the journaled chunks
+whose bytes still verify (CRC-32) into a fresh partial file and computes only the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import h5py
+import numpy as np
+
+from lazystitch.errors import (
+    LazystitchWarning,
+    OutputExistsError,
+    PartialOutputError,
+    ResumeMismatchError,
+)
+from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._journal import ChunkIndex, ChunkRecord, Journal, read_journal
+
+__all__ = ["OutputPaths", "WriteResult", "default_chunks", "storage_chunks", "write_hdf5"]
+
+log = logging.getLogger(__name__)
+
+COMPLETE_ATTR = "lazystitch_complete"
+RUN_ATTR = "lazystitch_run"
+LIBVER = ("v108", "v108")  # HDF5 >= 1.8 can read it; allows attributes > 64 KiB (tile tables)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What :func:`write_hdf5` did."""
+
+    out: Path
+    dataset: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    compression: str
+    chunks_total: int
+    chunks_written: int
+    chunks_skipped: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["out"] = str(self.out)
+        d["shape"], d["chunks"] = list(self.shape), list(self.chunks)
+        return d
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """The final path and the files of a run in progress beside it."""
+
+    final: Path
+
+    @property
+    def partial(self) -> Path:
+        return self.final.with_name(self.final.name + ".partial")
+
+    @property
+    def journal(self) -> Path:
+        return self.final.with_name(self.final.name + ".partial.journal")
+
+    @property
+    def prev(self) -> Path:
+        return self.final.with_name(self.final.name + ".partial.prev")
+
+    @property
+    def prev_journal(self) -> Path:
+        return self.final.with_name(self.final.name + ".partial.prev.journal")
+
+    def leftovers(self) -> list[Path]:
+        return [p for p in (self.partial, self.journal, self.prev, self.prev_journal) if p.exists()]
+
+
+def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """1 along leading axes, up to 1024 along Y and X."""
+    return storage_chunks(shape, None)
+
+
+def storage_chunks(shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> tuple[int, ...]:
+    """Normalise a chunk request: ``None``; ``(Y, X)`` (leading axes get 1); one per axis.
+
+    Values are clipped to the array's shape.
+
+    Examples
+    --------
+    >>> storage_chunks((5, 3000, 800), (512, 512))
+    (1, 512, 512)
+    >>> storage_chunks((5, 3000, 800), (5, 4096, 100))
+    (5, 3000, 100)
+    """
+    nd = len(shape)
+    if chunks is None:
+        chunks = (1024, 1024)
+    chunks = tuple(int(c) for c in chunks)
+    if len(chunks) == 2 and nd > 2:
+        chunks = (1,) * (nd - 2) + chunks
+    if len(chunks) != nd:
+        raise ValueError(
+            f"chunks {chunks} must be (Y, X) or one value per axis of the mosaic {shape}"
+        )
+    if any(c < 1 for c in chunks):
+        raise ValueError(f"chunks {chunks} must be positive")
+    return tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))
+
+
+def _run_header(
+    mosaic: da.Array, dataset: str, chunks: tuple[int, ...], codec: ChunkCodec, fingerprint: str
+) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "dataset": dataset,
+        "shape": list(mosaic.shape),
+        "dtype": str(mosaic.dtype),
+        "chunks": list(chunks),
+        "compression": str(codec),
+        "inputs": fingerprint,
+    }
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _encode_block(block: np.ndarray, codec: ChunkCodec, chunk_shape: tuple[int, ...]):
+    return codec.encode(block, chunk_shape)
+
+
+class _ChunkFile:
+    """The partial HDF5 file, open for writing in this process only, plus its journal."""
+
+    def __init__(
+        self,
+        paths: OutputPaths,
+        header: dict,
+        codec: ChunkCodec,
+        attrs: dict[str, Any],
+        batch_bytes: int,
+        batch_seconds: float,
+    ) -> None:
+        self.paths = paths
+        self.chunks = tuple(header["chunks"])
+        self.batch_bytes, self.batch_seconds = batch_bytes, batch_seconds
+        self.file = h5py.File(paths.partial, "w", libver=LIBVER)
+        self.ds = self.file.create_dataset(
+            header["dataset"],
+            shape=tuple(header["shape"]),
+            dtype=np.dtype(header["dtype"]),
+            chunks=self.chunks,
+            fillvalue=0,
+            track_times=False,
+            **codec.dataset_kwargs(),
+        )
+        for k, v in attrs.items():
+            self.ds.attrs[k] = v
+        self.ds.attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
+        self.ds.attrs[COMPLETE_ATTR] = False
+        self._sync_file()
+        self.journal = Journal(paths.journal, header)
+        self.pending: list[ChunkRecord] = []
+        self.pending_bytes = 0
+        self.last_sync = time.monotonic()
+        self.written = 0
+
+    def write(self, index: ChunkIndex, data: bytes, mask: int) -> None:
+        offset = tuple(i * c for i, c in zip(index, self.chunks, strict=True))
+        self.ds.id.write_direct_chunk(offset, data, filter_mask=mask)
+        self.pending.append(ChunkRecord.of(index, data, mask))
+        self.pending_bytes += len(data)
+        self.written += 1
+        if (
+            self.pending_bytes >= self.batch_bytes
+            or time.monotonic() - self.last_sync >= self.batch_seconds
+        ):
+            self.commit()
+
+    def commit(self) -> None:
+        """Make every chunk written so far durable, then journal it."""
+        if not self.pending:
+            return
+        self._sync_file()
+        self.journal.append(self.pending)
+        self.pending, self.pending_bytes = [], 0
+        self.last_sync = time.monotonic()
+
+    def _sync_file(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.id.get_vfd_handle())
+
+    def finish(self) -> None:
+        """Mark complete, close, and atomically rename the partial file into place."""
+        self.commit()
+        self.ds.attrs[COMPLETE_ATTR] = True
+        self.file.close()
+        _fsync_path(self.paths.partial)
+        os.replace(self.paths.partial, self.paths.final)
+        _fsync_path(self.paths.final.parent)
+        self.journal.close()
+        self.paths.journal.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Keep what was durably written (for ``resume``) and close everything."""
+        try:
+            self.commit()
+        finally:
+            if self.file.id.valid:
+                self.file.close()
+            self.journal.close()
+
+
+def _check_paths(
+    paths: OutputPaths, header: dict, *, overwrite: bool, resume: bool
+) -> bool:
+    """Refuse to clobber; return True if the final output is already complete and matching."""
+    if paths.final.exists() and not overwrite:
+        if resume:
+            old = _final_header(paths.final, header["dataset"])
+            if old is not None and not _differences(old, header):
+                return True
+        raise OutputExistsError(
+            f"output {paths.final} already exists; pass --overwrite to replace it"
+        )
+    leftovers = paths.leftovers()
+    if leftovers and not (resume or overwrite):
+        raise PartialOutputError(
+            f"a partial run was left at {leftovers[0]}; pass --resume to continue it or "
+            "--overwrite to start over"
+        )
+    if overwrite and not resume:
+        for p in leftovers:
+            p.unlink()
+    return False
+
+
+def _final_header(path: Path, dataset: str) -> dict | None:
+    try:
+        with h5py.File(path, "r") as f:
+            ds = f[dataset]
+            if not bool(ds.attrs.get(COMPLETE_ATTR, False)):
+                return None
+            return json.loads(ds.attrs[RUN_ATTR])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _resume_source(paths: OutputPaths, header: dict) -> tuple[Path, Path] | None:
+    """Pick the partial run to resume from, after checking it was made with the same settings.
+
+    Files are only moved once the check has passed.
+    """
+    if paths.prev.exists() and paths.prev_journal.exists():  # a resume died while copying
+        src, src_journal = paths.prev, paths.prev_journal
+    elif paths.partial.exists() and paths.journal.exists():
+        src, src_journal = paths.partial, paths.journal
+    else:
+        for p in paths.leftovers():  # nothing usable (no journal): start afresh
+            p.unlink()
+        return None
+    try:
+        old_header, _ = read_journal(src_journal)
+    except (ValueError, OSError):
+        old_header = None
+    if old_header is not None:
+        diff = _differences(old_header, header)
+        if diff:
+            raise ResumeMismatchError(
+                f"cannot resume {src}: it was started with other settings ("
+                + "; ".join(diff)
+                + "); pass --overwrite to start over"
+            )
+    if src == paths.partial:
+        os.replace(paths.partial, paths.prev)
+        os.replace(paths.journal, paths.prev_journal)
+    else:
+        paths.partial.unlink(missing_ok=True)
+        paths.journal.unlink(missing_ok=True)
+    return paths.prev, paths.prev_journal
+
+
+def _copy_verified(src: Path, src_journal: Path, dst: _ChunkFile, dataset: str) -> set[ChunkIndex]:
+    """Copy each journaled chunk whose bytes still verify from ``src`` into ``dst``."""
+    try:
+        _, records = read_journal(src_journal)
+    except (ValueError, OSError):
+        records = {}
+    copied: set[ChunkIndex] = set()
+    bad = 0
+    try:
+        with h5py.File(src, "r") as f:
+            ds = f[dataset]
+            for index, rec in sorted(records.items()):
+                offset = tuple(i * c for i, c in zip(index, dst.chunks, strict=True))
+                try:
+                    mask, data = ds.id.read_direct_chunk(offset)
+                except (OSError, KeyError, ValueError):
+                    bad += 1
+                    continue
+                if rec.matches(data, mask):
+                    dst.write(index, bytes(data), mask)
+                    copied.add(index)
+                else:
+                    bad += 1
+    except (OSError, KeyError) as exc:
+        warnings.warn(
+            f"could not reopen the partial run {src} ({exc}); recomputing all chunks",
+            LazystitchWarning,
+            stacklevel=3,
+        )
+        bad = len(records)
+    if bad:
+        log.warning("%d journaled chunk(s) of %s did not verify and will be recomputed", bad, src)
+    dst.commit()
+    return copied
+
+
+def _iter_results(
+    todo: list[tuple[ChunkIndex, Any]],
+) -> Iterator[tuple[ChunkIndex, tuple[bytes, int]]]:
+    """Yield (index, encoded chunk) as they are computed, on the active scheduler."""
+    try:
+        from distributed import as_completed, get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is None:  # no distributed Client: local scheduler, a row of chunks at a time
+        step = 64
+        for s in range(0, len(todo), step):
+            part = todo[s : s + step]
+            results = dask.compute(*(d for _, d in part))
+            yield from zip((i for i, _ in part), results, strict=True)
+        return
+    futures = client.compute([d for _, d in todo])
+    index_of = {f.key: idx for f, (idx, _) in zip(futures, todo, strict=True)}
+    ac = as_completed(futures, with_results=True)
+    del futures
+    try:
+        for batch in ac.batches():
+            for fut, result in batch:
+                yield index_of.pop(fut.key), result
+                fut.release()
+    finally:
+        remaining = list(ac.futures)
+        if remaining:
+            client.cancel(remaining)
+
+
+def write_hdf5(
+    mosaic: da.Array,
+    path: str | os.PathLike,
+    *,
+    dataset: str = "mosaic",
+    chunks: tuple[int, ...] | None = None,
+    codec: ChunkCodec | str = "none",
+    attrs: dict[str, Any] | None = None,
+    fingerprint: str = "",
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+    batch_bytes: int = 64 << 20,
+    batch_seconds: float = 1.0,
+) -> WriteResult:
+    """Compute ``mosaic`` and store it in ``path`` as one chunked dataset.
+
+    Parameters
+    ----------
+    mosaic : dask.array.Array
+        The lazy mosaic (any chunking; it is rechunked to ``chunks``).
+    path : path-like
+        The output HDF5 file. It appears only when complete; meanwhile ``PATH.partial`` and
+        ``PATH.partial.journal`` hold the run in progress.
+    dataset : str
+        Dataset name inside the file.
+    chunks : tuple of int, optional
+        Storage chunk shape, ``(Y, X)`` or one per axis (see :func:`storage_chunks`).
+    codec : ChunkCodec or str
+        Compression, e.g. ``"none"``, ``"gzip:4"``, ``"lzf"``, ``"blosc"``, ``"zstd"``.
+    attrs : dict, optional
+        Attributes stored on the dataset.
+    fingerprint : str
+        Identifies the inputs (tiles, positions, blending); ``resume`` refuses a partial run made
+        from different inputs or settings.
+    overwrite : bool
+        Replace an existing output (only when the new one is complete) or partial run.
+    resume : bool
+        Continue a partial run, recomputing only chunks not durably written.
+    progress : callable(done, total), optional
+        Called as chunks are written.
+    batch_bytes, batch_seconds : int, float
+        A batch of written chunks is made durable (flush, fsync, journal) when it reaches this
+        many bytes or this age.
+
+    Returns
+    -------
+    WriteResult
+
+    Raises
+    ------
+    OutputExistsError, PartialOutputError, ResumeMismatchError
+        Nothing on disk is changed when these are raised.
+
+    Notes
+    -----
+    Uses the active ``distributed`` Client if there is one (never starts one), else the local
+    dask scheduler. No h5py object leaves this process, and only this process opens the file.
+    """
+    t0 = time.perf_counter()
+    codec = codec if isinstance(codec, ChunkCodec) else ChunkCodec.parse(codec)
+    paths = OutputPaths(Path(path).absolute())
+    chunks = storage_chunks(mosaic.shape, chunks)
+    header = _run_header(mosaic, dataset, chunks, codec, fingerprint)
+    stored = mosaic.rechunk(chunks)
+    n_blocks = stored.numblocks
+    total = int(np.prod(n_blocks))
+
+    def result(written: int, skipped: int) -> WriteResult:
+        return WriteResult(
+            paths.final, dataset, tuple(mosaic.shape), str(mosaic.dtype), chunks, str(codec),
+            total, written, skipped, time.perf_counter() - t0,
+        )
+
+    if _check_paths(paths, header, overwrite=overwrite, resume=resume):
+        log.info("%s is already complete with these settings; nothing to do", paths.final)
+        return result(0, total)
+    paths.final.parent.mkdir(parents=True, exist_ok=True)
+    source = _resume_source(paths, header) if resume else None
+    out = _ChunkFile(paths, header, codec, attrs or {}, batch_bytes, batch_seconds)
+    try:
+        done = _copy_verified(*source, out, dataset) if source else set()
+        if source:
+            source[0].unlink(missing_ok=True)
+            source[1].unlink(missing_ok=True)
+        skipped = len(done)
+        if progress:
+            progress(skipped, total)
+        blocks = stored.to_delayed()
+        encode = dask.delayed(_encode_block, pure=True)
+        todo = [
+            (idx, encode(blocks[idx], codec, chunks))
+            for idx in np.ndindex(*n_blocks)
+            if idx not in done
+        ]
+        for index, (data, mask) in _iter_results(todo):
+            out.write(index, data, mask)
+            if progress:
+                progress(out.written, total)
+        out.finish()
+    except BaseException:
+        out.abort()
+        raise
+    return result(out.written - skipped, skipped)

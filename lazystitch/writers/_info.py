@@ -1,0 +1,99 @@
+"""Describe an output file (complete or partial) without reading its pixels."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from lazystitch.writers._hdf5 import COMPLETE_ATTR, RUN_ATTR, OutputPaths
+from lazystitch.writers._journal import read_journal
+
+__all__ = ["describe_output"]
+
+
+def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
+    with h5py.File(path, "r") as f:
+        if dataset is None:
+            names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
+            if not names:
+                raise ValueError(f"{path} holds no dataset")
+            dataset = next((n for n in names if RUN_ATTR in f[n].attrs), names[0])
+        ds = f[dataset]
+        attrs = ds.attrs
+        info: dict[str, Any] = {
+            "dataset": dataset,
+            "shape": list(ds.shape),
+            "dtype": str(ds.dtype),
+            "chunks": list(ds.chunks) if ds.chunks else None,
+            "compression": _compression(ds),
+            "complete": bool(attrs.get(COMPLETE_ATTR, False)),
+        }
+        if "tile_positions" in attrs:
+            info["tiles"] = int(np.asarray(attrs["tile_positions"]).shape[0])
+        for key in ("blend", "lazystitch_version"):
+            if key in attrs:
+                info[key] = str(attrs[key])
+        if "layout" in attrs:
+            info["layout"] = json.loads(attrs["layout"])
+    return info
+
+
+def _compression(ds: h5py.Dataset) -> str:
+    if ds.compression is None:
+        plist = ds.id.get_create_plist()
+        codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+        names = {32001: "blosc", 32015: "zstd"}
+        return "+".join(names.get(c, str(c)) for c in codes) or "none"
+    if ds.compression == "gzip":
+        return f"gzip:{ds.compression_opts}"
+    return str(ds.compression)
+
+
+def describe_output(path: str | os.PathLike, dataset: str | None = None) -> dict[str, Any]:
+    """Shape, dtype, chunks, compression, tiles and state of an output file.
+
+    ``path`` may be the final file or a run in progress (``PATH.partial``); for a partial run the
+    number of chunks durably written so far is reported from its journal.
+
+    Returns
+    -------
+    dict
+        With ``state`` in {"complete", "partial", "incomplete"}.
+
+    Raises
+    ------
+    FileNotFoundError
+        If neither the file nor a partial run exists.
+    """
+    import hdf5plugin  # noqa: F401  (lets h5py read blosc/zstd filter metadata)
+
+    path = Path(path)
+    if path.name.endswith(".partial"):
+        path = path.with_name(path.name[: -len(".partial")])
+    paths = OutputPaths(path)
+    if path.exists():
+        info = _dataset_info(path, dataset)
+        info["state"] = "complete" if info.pop("complete") else "incomplete"
+        info["path"] = str(path)
+        return info
+    src = paths.partial if paths.partial.exists() else paths.prev
+    if not src.exists():
+        raise FileNotFoundError(f"{path} does not exist (and no partial run {paths.partial})")
+    info = {"path": str(src), "state": "partial"}
+    try:
+        info.update(_dataset_info(src, dataset))
+        info.pop("complete", None)
+    except (OSError, KeyError, ValueError) as exc:
+        info["error"] = f"cannot open the partial file: {exc}"
+    journal = paths.journal if src == paths.partial else paths.prev_journal
+    if journal.exists():
+        header, records = read_journal(journal)
+        total = int(np.prod([-(-s // c) for s, c in zip(header["shape"], header["chunks"], strict=True)]))
+        info["chunks_written"], info["chunks_total"] = len(records), total
+    info["hint"] = "continue it with --resume, or start over with --overwrite"
+    return info
