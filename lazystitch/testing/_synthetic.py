@@ -158,7 +158,7 @@ def make_tiles(
     for y, x in positions.values():  # the mosaic is 0 where no tile covers it
         truth[..., y : y + h, x : x + w] = image[..., y : y + h, x : x + w]
     for (r, c), tile in tiles.items():
-        tifffile.imwrite(directory / pattern.format(row=r, col=c), tile)
+        tifffile.imwrite(directory / pattern.format(row=r, col=c), tile, photometric="minisblack")
     csv_path = write_positions_csv(directory / "positions.csv", positions)
     return SyntheticTiles(
         directory=directory,

@@ -366,12 +366,16 @@ def _iter_results(
     try:
         for batch in ac.batches():
             for fut, result in batch:
+                if fut.status != "finished":
+                    raise RuntimeError(f"chunk task {fut.key} ended as {fut.status}: {result!r}")
                 yield index_of.pop(fut.key), result
                 fut.release()
     finally:
-        remaining = list(ac.futures)
-        if remaining:
-            client.cancel(remaining)
+        # release (not cancel) what is left: cancelling keys that a rerun in this session
+        # resubmits right away can cancel the rerun's futures too
+        for fut in list(ac.futures):
+            fut.release()
+        ac.clear()
 
 
 def write_hdf5(

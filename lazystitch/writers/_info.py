@@ -44,7 +44,7 @@ def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
 
 
 def _compression(ds: h5py.Dataset) -> str:
-    if ds.compression is None:
+    if ds.compression in (None, "unknown"):
         plist = ds.id.get_create_plist()
         codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
         names = {32001: "blosc", 32015: "zstd"}
