@@ -197,26 +197,24 @@ def info(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one clear line on stderr and exit 1 on bad input (``--debug`` for tracebacks)."""
-    import click
-
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     command = typer.main.get_command(app)
     try:
         command.main(args=args, prog_name="lazystitch", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         _say("lazystitch: aborted")
         sys.exit(130)
     except KeyboardInterrupt:
         _say("lazystitch: interrupted; continue with --resume")
         sys.exit(130)
     except Exception as exc:
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click usage errors: exit 2
+            exc.show()
+            sys.exit(exc.exit_code)
         if debug:
             raise
         from lazystitch.errors import LazystitchError

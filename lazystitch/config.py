@@ -166,7 +166,7 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":
@@ -191,8 +191,10 @@ def _resolve(data: dict, base: Path | None) -> dict:
 def _merge(base: dict, overrides: dict) -> dict:
     out = dict(base)
     for k, v in overrides.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+        if isinstance(v, dict):
+            merged = _merge(out[k] if isinstance(out.get(k), dict) else {}, v)
+            if merged or k in out:
+                out[k] = merged
         elif v is not None:
             out[k] = v
     return out

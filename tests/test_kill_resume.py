@@ -1,0 +1,63 @@
+"""kill -9 of the whole job (client and workers) mid-write, then --resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from lazystitch.testing import make_tiles
+from lazystitch.writers import OutputPaths
+
+
+def _journal_lines(path):
+    try:
+        return path.read_text().count("\n") - 1
+    except FileNotFoundError:
+        return -1
+
+
+def _stitch(s, out, *extra):
+    return [sys.executable, "-m", "lazystitch", "stitch", "--tiles", s.pattern, "--positions",
+            str(s.positions_csv), "--out", str(out), "--chunks", "24,24", "--compression", "gzip:9",
+            "--workers", "2", "--json", "--quiet", *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", [0, 1])
+def test_kill_9_then_resume_gives_identical_data(tmp_path, trial):
+    s = make_tiles(tmp_path / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8, seed=trial)
+    out = tmp_path / "m.h5"
+    paths = OutputPaths(out)
+    proc = subprocess.Popen(_stitch(s, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    want = 1 + 3 * trial  # kill after a different amount of progress in each trial
+    deadline = time.monotonic() + 120
+    while _journal_lines(paths.journal) < want * 50 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed; make the job larger"
+    os.killpg(proc.pid, signal.SIGKILL)  # the client and its LocalCluster workers
+    proc.wait()
+    assert not out.exists() and paths.partial.exists()
+    durable = _journal_lines(paths.journal)
+    assert durable > 0
+
+    res = subprocess.run(_stitch(s, out, "--resume"), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["chunks_skipped"] >= durable - 1  # at most the torn last line is lost
+    assert summary["chunks_written"] + summary["chunks_skipped"] == summary["chunks_total"]
+    assert summary["chunks_written"] < summary["chunks_total"]
+    assert not paths.leftovers()
+
+    clean = tmp_path / "clean.h5"
+    ref = subprocess.run(_stitch(s, clean), capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    with h5py.File(out) as a, h5py.File(clean) as b:
+        np.testing.assert_array_equal(a["mosaic"][...], b["mosaic"][...])
+        assert a["mosaic"].id.get_num_chunks() == b["mosaic"].id.get_num_chunks()
