@@ -193,7 +193,7 @@ def _merge(base: dict, overrides: dict) -> dict:
     for k, v in overrides.items():
         if isinstance(v, dict):
             merged = _merge(out[k] if isinstance(out.get(k), dict) else {}, v)
-            if merged or k in out:
+            if merged or k in out or not v:  # drop only sections of all-None flags
                 out[k] = merged
         elif v is not None:
             out[k] = v
