@@ -11,6 +11,8 @@ __all__ = ["cluster_client", "default_workers"]
 
 log = logging.getLogger(__name__)
 
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 16 << 20}
+
 
 def default_workers() -> int:
     """One single-threaded worker process per available core."""
@@ -49,6 +51,7 @@ def cluster_client(
     distributed.Client
         Set as the default client while the context is open.
     """
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -57,7 +60,13 @@ def cluster_client(
             yield client
         return
     n = workers or default_workers()
+    # distributed sets MALLOC_TRIM_THRESHOLD_ for its workers, which also fixes glibc's mmap
+    # threshold at 128 KiB: every tile-sized array is then a fresh mmap whose pages fault in
+    # again (measured: 13.4 s vs 9.4 s for 196 tiles of 2048^2). Arrays up to 16 MiB come from
+    # the heap instead; memory is still trimmed back to the OS.
+    env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_ENV}
     with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": env}),
         LocalCluster(
             n_workers=n,
             threads_per_worker=threads_per_worker,

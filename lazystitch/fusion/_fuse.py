@@ -14,6 +14,8 @@ from lazystitch.layout import Layout
 
 __all__ = ["fuse", "fuse_region", "tile_grid_array"]
 
+_SUMMING = (BlendMode.linear, BlendMode.average)
+
 
 def tile_grid_array(tiles: TileSet, layout: Layout, plan: FusionPlan) -> da.Array:
     """All tiles as one dask array whose blocks are the tiles in (compact) grid order.
@@ -48,6 +50,10 @@ def _piece(a: int, depth: int, size: int) -> tuple[int, int, int]:
     return 0, depth, depth + size
 
 
+STRIP_PX = 1 << 19
+"""Pixels per row strip in :func:`fuse_region`: bounds its float64 temporaries (~4 MB each)."""
+
+
 def fuse_region(
     ext: np.ndarray,
     plan: FusionPlan,
@@ -69,15 +75,88 @@ def fuse_region(
     Returns
     -------
     ndarray of shape (..., region height, region width), the tiles' dtype
+
+    Notes
+    -----
+    Pixels that only the cell's own tile covers are copied from it (every blend mode gives the
+    tile's value there, bit for bit); the borders where tiles overlap are blended in row strips,
+    so temporaries stay small whatever the tile size. Every operation is per pixel, so neither
+    changes the result.
     """
     blend = BlendMode(blend)
     i, j = block_id[-2], block_id[-1]
-    (h, w), (dy, dx) = plan.tile_yx, plan.depth
     y0, y1 = int(plan.y_bounds[i]), int(plan.y_bounds[i + 1])
     x0, x1 = int(plan.x_bounds[j]), int(plan.x_bounds[j + 1])
-    lead = ext.shape[:-2]
-    out_shape = (*lead, y1 - y0, x1 - x0)
-    acc = np.zeros(out_shape, dtype=np.float64)
+    out = np.empty((*ext.shape[:-2], y1 - y0, x1 - x0), dtype=ext.dtype)
+    inner = _own_only(plan, i, j, y0, y1, x0, x1)
+    if inner is None:
+        windows = [(y0, y1, x0, x1)]
+    else:
+        iy0, iy1, ix0, ix1 = inner
+        (dy, dx), (py, px) = plan.depth, (int(v) for v in plan.positions[i, j])
+        out[..., iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = ext[
+            ..., iy0 - py + dy : iy1 - py + dy, ix0 - px + dx : ix1 - px + dx
+        ]
+        windows = [(y0, iy0, x0, x1), (iy1, y1, x0, x1), (iy0, iy1, x0, ix0), (iy0, iy1, ix1, x1)]
+    lead = int(np.prod(ext.shape[:-2], dtype=np.int64))
+    for wy0, wy1, wx0, wx1 in windows:
+        if wy0 >= wy1 or wx0 >= wx1:
+            continue
+        step = max(1, STRIP_PX // max(1, (wx1 - wx0) * lead))
+        for s0 in range(wy0, wy1, step):
+            s1 = min(s0 + step, wy1)
+            out[..., s0 - y0 : s1 - y0, wx0 - x0 : wx1 - x0] = _fuse_window(
+                ext, plan, blend, i, j, s0, s1, wx0, wx1
+            )
+    return out
+
+
+def _own_only(
+    plan: FusionPlan, i: int, j: int, y0: int, y1: int, x0: int, x1: int
+) -> tuple[int, int, int, int] | None:
+    """A rectangle of the region that cell (i, j)'s tile covers and no neighbour does."""
+    if not plan.present[i, j]:
+        return None
+    (h, w), (py, px) = plan.tile_yx, (int(v) for v in plan.positions[i, j])
+    ey0, ey1, ex0, ex1 = max(y0, py), min(y1, py + h), max(x0, px), min(x1, px + w)
+    n_rows, n_cols = plan.grid_shape
+    for a in (-1, 0, 1):
+        for b in (-1, 0, 1):
+            ti, tj = i + a, j + b
+            if (a, b) == (0, 0) or not (0 <= ti < n_rows and 0 <= tj < n_cols):
+                continue
+            if not plan.present[ti, tj]:
+                continue
+            ny, nx = (int(v) for v in plan.positions[ti, tj])
+            # drop the rows (columns) that a neighbour above/below (left/right) may cover
+            if a < 0:
+                ey0 = max(ey0, ny + h)
+            elif a > 0:
+                ey1 = min(ey1, ny)
+            if b < 0:
+                ex0 = max(ex0, nx + w)
+            elif b > 0:
+                ex1 = min(ex1, nx)
+    return (ey0, ey1, ex0, ex1) if ey0 < ey1 and ex0 < ex1 else None
+
+
+def _fuse_window(
+    ext: np.ndarray,
+    plan: FusionPlan,
+    blend: BlendMode,
+    i: int,
+    j: int,
+    y0: int,
+    y1: int,
+    x0: int,
+    x1: int,
+) -> np.ndarray:
+    """Blend the mosaic window [y0, y1) x [x0, x1) of cell (i, j) from its extended block."""
+    (h, w), (dy, dx) = plan.tile_yx, plan.depth
+    out_shape = (*ext.shape[:-2], y1 - y0, x1 - x0)
+    # blending sums in float64; the selecting modes keep the tiles' dtype
+    acc_dtype = np.float64 if blend in _SUMMING else ext.dtype
+    acc = np.zeros(out_shape, dtype=acc_dtype)
     weight = np.zeros(out_shape[-2:], dtype=np.float64)  # sum of weights, or coverage count
     n_rows, n_cols = plan.grid_shape
     for a in (-1, 0, 1):
@@ -86,7 +165,7 @@ def fuse_region(
             if not (0 <= ti < n_rows and 0 <= tj < n_cols) or not plan.present[ti, tj]:
                 continue
             py, px = (int(v) for v in plan.positions[ti, tj])
-            # the tile's intersection with the region, in tile coordinates
+            # the tile's intersection with the window, in tile coordinates
             r0, r1 = max(y0, py) - py, min(y1, py + h) - py
             c0, c1 = max(x0, px) - px, min(x1, px + w) - px
             if r0 >= r1 or c0 >= c1:
@@ -137,12 +216,13 @@ def _accumulate(
 
 
 def _finish(blend: BlendMode, acc: np.ndarray, weight: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if blend in (BlendMode.linear, BlendMode.average):
-        covered = weight > 0
-        np.divide(acc, weight, out=acc, where=covered)
+    if blend not in _SUMMING:
+        return acc  # already the tiles' values, in their dtype
+    np.divide(acc, weight, out=acc, where=weight > 0)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        acc = np.clip(np.rint(acc), info.min, info.max)
+        np.rint(acc, out=acc)
+        np.clip(acc, info.min, info.max, out=acc)
     return acc.astype(dtype)
 
 

@@ -95,7 +95,9 @@ class ChunkCodec:
             hdf5plugin.Blosc(cname="zstd", clevel=self.level, shuffle=hdf5plugin.Blosc.SHUFFLE)
         )
 
-    def encode(self, block: np.ndarray, chunk_shape: tuple[int, ...]) -> tuple[bytes, int]:
+    def encode(
+        self, block: np.ndarray, chunk_shape: tuple[int, ...]
+    ) -> tuple[bytes | np.ndarray, int]:
         """Encode one block as the bytes of a full HDF5 chunk of ``chunk_shape``.
 
         Edge blocks are zero-padded to the full chunk shape, as HDF5 stores them. The filters
@@ -104,8 +106,9 @@ class ChunkCodec:
 
         Returns
         -------
-        (bytes, int)
-            The encoded chunk and its filter mask.
+        (bytes or ndarray, int)
+            The encoded chunk (uncompressed chunks stay the contiguous array: no copy) and its
+            filter mask.
         """
         if block.shape != tuple(chunk_shape):
             full = np.zeros(chunk_shape, dtype=block.dtype)
@@ -113,7 +116,7 @@ class ChunkCodec:
             block = full
         block = np.ascontiguousarray(block)
         if self.compression is Compression.none:
-            return block.tobytes(), 0
+            return block, 0
         import h5py
 
         if self.compression in (Compression.blosc, Compression.zstd):

@@ -9,18 +9,22 @@ whose bytes still verify (CRC-32) into a fresh partial file and computes only th
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dask
 import dask.array as da
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 import h5py
 import numpy as np
 
@@ -32,6 +36,7 @@ from lazystitch.errors import (
 )
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._journal import ChunkIndex, ChunkRecord, Journal, read_journal
+from lazystitch.writers._stream import ChunkTask, stream_chunks
 
 __all__ = ["OutputPaths", "WriteResult", "default_chunks", "storage_chunks", "write_hdf5"]
 
@@ -151,8 +156,74 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _encode_block(block: np.ndarray, codec: ChunkCodec, chunk_shape: tuple[int, ...]):
-    return codec.encode(block, chunk_shape)
+def _assemble_encode(
+    blocks: list[np.ndarray],
+    src: list[tuple[slice, ...]],
+    dst: list[tuple[slice, ...]],
+    shape: tuple[int, ...],
+    codec: ChunkCodec,
+    chunk_shape: tuple[int, ...],
+) -> tuple[bytes | np.ndarray, int, int]:
+    """Worker side: cut one storage chunk out of the mosaic blocks it overlaps, encode it,
+    and checksum it (the client only writes)."""
+    if len(blocks) == 1 and blocks[0].shape == tuple(shape):
+        block = blocks[0]
+    else:
+        block = np.empty(shape, dtype=blocks[0].dtype)
+        for b, s_sl, d_sl in zip(blocks, src, dst, strict=True):
+            block[d_sl] = b[s_sl]
+    data, mask = codec.encode(block, chunk_shape)
+    return data, mask, zlib.crc32(data)
+
+
+def _overlaps(edges: np.ndarray, lo: int, hi: int) -> list[tuple[int, slice, slice]]:
+    """Blocks (with these edges) that overlap [lo, hi): (block, slice in block, slice in chunk)."""
+    first = int(np.searchsorted(edges, lo, side="right")) - 1
+    last = int(np.searchsorted(edges, hi, side="left")) - 1
+    out = []
+    for b in range(first, last + 1):
+        a0, a1 = max(lo, int(edges[b])), min(hi, int(edges[b + 1]))
+        out.append((b, slice(a0 - int(edges[b]), a1 - int(edges[b])), slice(a0 - lo, a1 - lo)))
+    return out
+
+
+def _chunk_graph(
+    mosaic: da.Array, chunks: tuple[int, ...], codec: ChunkCodec, skip: set[ChunkIndex]
+) -> tuple[HighLevelGraph, list[ChunkTask]]:
+    """One task per storage chunk not in ``skip``, on top of the (optimised) mosaic graph.
+
+    Each task is the rechunk to the storage chunk and its encoding in one step: the graph has one
+    task per chunk instead of dask's rechunk split/merge tasks plus an encode task, which on a
+    small cluster is where the time went (per-task overhead, not pixels).
+    """
+    (mosaic,) = dask.optimize(mosaic)
+    edges = [np.cumsum((0, *c)) for c in mosaic.chunks]
+    n_chunks = [-(-s // c) for s, c in zip(mosaic.shape, chunks, strict=True)]
+    name = f"store-chunk-{tokenize(mosaic.name, chunks, str(codec))}"
+    layer: dict = {}
+    keys = []
+    for idx in np.ndindex(*n_chunks):
+        if idx in skip:
+            continue
+        lo = [i * c for i, c in zip(idx, chunks, strict=True)]
+        hi = [min(l + c, s) for l, c, s in zip(lo, chunks, mosaic.shape, strict=True)]
+        combos = list(
+            itertools.product(*(_overlaps(e, l, h) for e, l, h in zip(edges, lo, hi, strict=True)))
+        )
+        key = (name, *idx)
+        blocks = [tuple(p[0] for p in combo) for combo in combos]
+        layer[key] = (
+            _assemble_encode,
+            [(mosaic.name, *b) for b in blocks],
+            [tuple(p[1] for p in combo) for combo in combos],
+            [tuple(p[2] for p in combo) for combo in combos],
+            tuple(h - l for l, h in zip(lo, hi, strict=True)),
+            codec,
+            chunks,
+        )
+        keys.append(ChunkTask(idx, key, tuple(blocks)))
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[mosaic])
+    return graph, keys
 
 
 class _ChunkFile:
@@ -191,11 +262,12 @@ class _ChunkFile:
         self.last_sync = time.monotonic()
         self.written = 0
 
-    def write(self, index: ChunkIndex, data: bytes, mask: int) -> None:
+    def write(self, index: ChunkIndex, data: bytes | np.ndarray, mask: int, crc32: int) -> None:
         offset = tuple(i * c for i, c in zip(index, self.chunks, strict=True))
         self.ds.id.write_direct_chunk(offset, data, filter_mask=mask)
-        self.pending.append(ChunkRecord.of(index, data, mask))
-        self.pending_bytes += len(data)
+        nbytes = memoryview(data).nbytes
+        self.pending.append(ChunkRecord(tuple(int(i) for i in index), nbytes, crc32, int(mask)))
+        self.pending_bytes += nbytes
         self.written += 1
         if (
             self.pending_bytes >= self.batch_bytes
@@ -325,7 +397,7 @@ def _copy_verified(src: Path, src_journal: Path, dst: _ChunkFile, dataset: str) 
                     bad += 1
                     continue
                 if rec.matches(data, mask):
-                    dst.write(index, bytes(data), mask)
+                    dst.write(index, bytes(data), mask, rec.crc32)
                     copied.add(index)
                 else:
                     bad += 1
@@ -340,42 +412,6 @@ def _copy_verified(src: Path, src_journal: Path, dst: _ChunkFile, dataset: str) 
         log.warning("%d journaled chunk(s) of %s did not verify and will be recomputed", bad, src)
     dst.commit()
     return copied
-
-
-def _iter_results(
-    todo: list[tuple[ChunkIndex, Any]],
-) -> Iterator[tuple[ChunkIndex, tuple[bytes, int]]]:
-    """Yield (index, encoded chunk) as they are computed, on the active scheduler."""
-    try:
-        from distributed import as_completed, get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
-    if client is None:  # no distributed Client: local scheduler, a row of chunks at a time
-        step = 64
-        for s in range(0, len(todo), step):
-            part = todo[s : s + step]
-            results = dask.compute(*(d for _, d in part))
-            yield from zip((i for i, _ in part), results, strict=True)
-        return
-    futures = client.compute([d for _, d in todo])
-    index_of = {f.key: idx for f, (idx, _) in zip(futures, todo, strict=True)}
-    ac = as_completed(futures, with_results=True)
-    del futures
-    try:
-        for batch in ac.batches():
-            for fut, result in batch:
-                if fut.status != "finished":
-                    raise RuntimeError(f"chunk task {fut.key} ended as {fut.status}: {result!r}")
-                yield index_of.pop(fut.key), result
-                fut.release()
-    finally:
-        # release (not cancel) what is left: cancelling keys that a rerun in this session
-        # resubmits right away can cancel the rerun's futures too
-        for fut in list(ac.futures):
-            fut.release()
-        ac.clear()
 
 
 def write_hdf5(
@@ -442,9 +478,7 @@ def write_hdf5(
     paths = OutputPaths(Path(path).absolute())
     chunks = storage_chunks(mosaic.shape, chunks)
     header = _run_header(mosaic, dataset, chunks, codec, fingerprint)
-    stored = mosaic.rechunk(chunks)
-    n_blocks = stored.numblocks
-    total = int(np.prod(n_blocks))
+    total = int(np.prod([-(-s // c) for s, c in zip(mosaic.shape, chunks, strict=True)]))
 
     def result(written: int, skipped: int) -> WriteResult:
         return WriteResult(
@@ -466,15 +500,9 @@ def write_hdf5(
         skipped = len(done)
         if progress:
             progress(skipped, total)
-        blocks = stored.to_delayed()
-        encode = dask.delayed(_encode_block, pure=True)
-        todo = [
-            (idx, encode(blocks[idx], codec, chunks))
-            for idx in np.ndindex(*n_blocks)
-            if idx not in done
-        ]
-        for index, (data, mask) in _iter_results(todo):
-            out.write(index, data, mask)
+        graph, todo = _chunk_graph(mosaic, chunks, codec, done)
+        for index, (data, mask, crc) in stream_chunks(graph, todo):
+            out.write(index, data, mask, crc)
             if progress:
                 progress(out.written, total)
         out.finish()

@@ -23,10 +23,6 @@ class ChunkRecord:
     crc32: int
     filter_mask: int
 
-    @classmethod
-    def of(cls, index: ChunkIndex, data: bytes, filter_mask: int) -> ChunkRecord:
-        return cls(tuple(int(i) for i in index), len(data), zlib.crc32(data), int(filter_mask))
-
     def matches(self, data: bytes, filter_mask: int) -> bool:
         return (
             len(data) == self.nbytes
