@@ -17,6 +17,7 @@ Peak RSS is the maximum over time of the summed RSS of the process and all its c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -82,10 +83,8 @@ def run_measured(cmd: list[str]) -> tuple[float, int, str]:
             procs = [ps, *ps.children(recursive=True)]
             rss = 0
             for p in procs:
-                try:
+                with contextlib.suppress(psutil.Error):  # a child may have just exited
                     rss += p.memory_info().rss
-                except psutil.Error:
-                    pass
             peak = max(peak, rss)
         except psutil.Error:
             pass
@@ -98,7 +97,9 @@ def run_measured(cmd: list[str]) -> tuple[float, int, str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--grids", type=int, nargs="+", default=[4, 8, 14])
     ap.add_argument("--tile", type=int, default=2048)
     ap.add_argument("--overlap", type=float, default=0.1)
@@ -117,15 +118,47 @@ def main() -> None:
             out = out_dir / f"{name}_{n}.h5"
             out.unlink(missing_ok=True)
             if name == "naive":
-                cmd = [sys.executable, "-c", NAIVE, pattern, str(n), str(args.tile), str(overlap), str(out)]
+                cmd = [
+                    sys.executable,
+                    "-c",
+                    NAIVE,
+                    pattern,
+                    str(n),
+                    str(args.tile),
+                    str(overlap),
+                    str(out),
+                ]
             else:
-                cmd = [sys.executable, "-m", "lazystitch", "stitch", "--tiles", pattern, "--grid", f"{n}x{n}",
-                       "--overlap", str(overlap), "--blend", name, "--out", str(out), "--chunks", "1024,1024",
-                       "--compression", "none", "--workers", str(args.workers), "--json", "--quiet"]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "lazystitch",
+                    "stitch",
+                    "--tiles",
+                    pattern,
+                    "--grid",
+                    f"{n}x{n}",
+                    "--overlap",
+                    str(overlap),
+                    "--blend",
+                    name,
+                    "--out",
+                    str(out),
+                    "--chunks",
+                    "1024,1024",
+                    "--compression",
+                    "none",
+                    "--workers",
+                    str(args.workers),
+                    "--json",
+                    "--quiet",
+                ]
             wall, peak, stdout = run_measured(cmd)
             res[f"{name}_s"], res[f"{name}_rss_mb"] = wall, peak / 2**20
             if name != "naive":
-                res["mosaic_mb"] = np.prod(json.loads(stdout.strip().splitlines()[-1])["shape"]) * 2 / 2**20
+                res["mosaic_mb"] = (
+                    np.prod(json.loads(stdout.strip().splitlines()[-1])["shape"]) * 2 / 2**20
+                )
             out.unlink(missing_ok=True)
             print(f"{n}x{n} {name:7s} {wall:7.1f} s  peak RSS {peak / 2**20:8.0f} MB", flush=True)
         rows.append(res)
@@ -148,7 +181,7 @@ def main() -> None:
         with args.markdown.open("a") as fh:
             fh.write(
                 f"\n### End to end, {args.tile}² uint16 tiles, {overlap} px overlap, {args.workers} workers "
-                f"({stamp}; {cpu})\n\n`{' '.join(['python', *sys.argv])}`\n\n{table}\n"
+                f"({stamp}; {cpu})\n\n`{' '.join(['python', os.path.relpath(sys.argv[0]), *sys.argv[1:]])}`\n\n{table}\n"
             )
 
 

@@ -11,8 +11,8 @@ from lazystitch.writers import ChunkCodec, WriteResult, describe_output, write_h
 __all__ = [
     "BlendMode",
     "ChunkCodec",
-    "LazyMosaic",
     "Layout",
+    "LazyMosaic",
     "StitchConfig",
     "TileSet",
     "WriteResult",

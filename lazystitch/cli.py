@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -57,50 +57,55 @@ def _show_dashboard(client: object) -> None:
     _say(f"lazystitch: {nworkers} worker(s); dashboard: {link or 'not available'}")
 
 
-def _parse_chunks(value: Optional[str]) -> Optional[list[int]]:
+def _parse_chunks(value: str | None) -> list[int] | None:
     if value is None:
         return None
     try:
         return [int(v) for v in value.replace("x", ",").split(",") if v.strip()]
     except ValueError:
-        raise typer.BadParameter(f"--chunks must be integers like 1024,1024; got {value!r}") from None
+        raise typer.BadParameter(
+            f"--chunks must be integers like 1024,1024; got {value!r}"
+        ) from None
 
 
 @app.command()
 def stitch(
     config: Annotated[
-        Optional[Path], typer.Argument(help="YAML config; flags override its keys.")
+        Path | None, typer.Argument(help="YAML config; flags override its keys.")
     ] = None,
     tiles: Annotated[
-        Optional[str], typer.Option("--tiles", help="Tile pattern, e.g. 't_r{row:03d}_c{col:03d}.tif'.")
+        str | None,
+        typer.Option("--tiles", help="Tile pattern, e.g. 't_r{row:03d}_c{col:03d}.tif'."),
     ] = None,
-    grid: Annotated[Optional[str], typer.Option("--grid", help="ROWSxCOLS, e.g. 4x6.")] = None,
+    grid: Annotated[str | None, typer.Option("--grid", help="ROWSxCOLS, e.g. 4x6.")] = None,
     overlap: Annotated[
-        Optional[str], typer.Option("--overlap", help="Fraction (<1) or px (>=1); V or Y,X.")
+        str | None, typer.Option("--overlap", help="Fraction (<1) or px (>=1); V or Y,X.")
     ] = None,
     positions: Annotated[
-        Optional[Path], typer.Option("--positions", help="CSV with header row,col,y,x.")
+        Path | None, typer.Option("--positions", help="CSV with header row,col,y,x.")
     ] = None,
     start: Annotated[
-        Optional[int], typer.Option("--start", help="Number of the first row/col in file names.")
+        int | None, typer.Option("--start", help="Number of the first row/col in file names.")
     ] = None,
-    blend: Annotated[Optional[BlendMode], typer.Option("--blend", help="Blend mode.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output HDF5 file.")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name.")] = None,
+    blend: Annotated[BlendMode | None, typer.Option("--blend", help="Blend mode.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output HDF5 file.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name.")] = None,
     chunks: Annotated[
-        Optional[str], typer.Option("--chunks", help="Y,X or one value per axis.")
+        str | None, typer.Option("--chunks", help="Y,X or one value per axis.")
     ] = None,
     compression: Annotated[
-        Optional[str], typer.Option("--compression", help="none, gzip[:L], lzf, blosc[:L], zstd[:L].")
+        str | None, typer.Option("--compression", help="none, gzip[:L], lzf, blosc[:L], zstd[:L].")
     ] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes.")] = None,
     memory_limit: Annotated[
-        Optional[str], typer.Option("--memory-limit", help="Per worker, e.g. 4GiB.")
+        str | None, typer.Option("--memory-limit", help="Per worker, e.g. 4GiB.")
     ] = None,
     scheduler: Annotated[
-        Optional[str], typer.Option("--scheduler", help="Address of an existing scheduler.")
+        str | None, typer.Option("--scheduler", help="Address of an existing scheduler.")
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing output.")
+    ] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a partial run.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary last.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -158,7 +163,7 @@ def demo(
     directory: Annotated[
         Path, typer.Argument(help="Folder for the demo tiles and mosaic (replaced).")
     ] = Path("lazystitch-demo"),
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary last.")] = False,
 ) -> None:
     """Make a sample tile set, stitch it on a LocalCluster, and check the result."""
@@ -181,7 +186,7 @@ def demo(
 @app.command()
 def info(
     path: Annotated[Path, typer.Argument(help="Output HDF5 file (or its .partial).")],
-    dataset: Annotated[Optional[str], typer.Option("--dataset")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Describe an output: shape, dtype, chunks, compression, tiles, complete or partial."""
@@ -196,7 +201,7 @@ def info(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one clear line on stderr and exit 1 on bad input (``--debug`` for tracebacks)."""
+    """Entry point: bad input gives one line on stderr and exit 1 (``--debug``: traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
@@ -219,7 +224,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         from lazystitch.errors import LazystitchError
 
-        kind = "error" if isinstance(exc, (LazystitchError, OSError, ValueError)) else type(exc).__name__
+        kind = (
+            "error"
+            if isinstance(exc, (LazystitchError, OSError, ValueError))
+            else type(exc).__name__
+        )
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _say(f"lazystitch: {kind}: {msg}")
         sys.exit(1)

@@ -81,7 +81,7 @@ class LayoutOptions(_Model):
     def _parse_grid(cls, v: Any) -> Any:
         if v is None or isinstance(v, (list, tuple)):
             return v
-        m = re.fullmatch(r"\s*(\d+)\s*[xX×,]\s*(\d+)\s*", str(v))
+        m = re.fullmatch(r"\s*(\d+)\s*[xX×,]\s*(\d+)\s*", str(v))  # noqa: RUF001
         if not m:
             raise ValueError(f"grid must look like '4x6' (rows x cols); got {v!r}")
         return int(m.group(1)), int(m.group(2))

@@ -12,14 +12,27 @@ import yaml
 
 from lazystitch.testing import make_tiles, reference_stitch
 
-JSON_KEYS = {"out", "dataset", "shape", "dtype", "chunks_total", "chunks_written", "chunks_skipped", "seconds"}
+JSON_KEYS = {
+    "out",
+    "dataset",
+    "shape",
+    "dtype",
+    "chunks_total",
+    "chunks_written",
+    "chunks_skipped",
+    "seconds",
+}
 
 
 def run(*args, cwd=None, timeout=180):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
         [sys.executable, "-m", "lazystitch", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -58,53 +71,112 @@ def test_version():
 @pytest.mark.slow
 def test_stitch_on_its_own_local_cluster_with_json(tmp_path, tiles):
     out = tmp_path / "m.h5"
-    proc = run("stitch", "--tiles", tiles.pattern, "--positions", tiles.positions_csv, "--blend", "average",
-               "--out", out, "--chunks", "33,47", "--compression", "gzip", "--workers", "2", "--json")
+    proc = run(
+        "stitch",
+        "--tiles",
+        tiles.pattern,
+        "--positions",
+        tiles.positions_csv,
+        "--blend",
+        "average",
+        "--out",
+        out,
+        "--chunks",
+        "33,47",
+        "--compression",
+        "gzip",
+        "--workers",
+        "2",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     summary = last_json(proc.stdout)
-    assert JSON_KEYS <= set(summary)
+    assert set(summary) >= JSON_KEYS
     assert summary["chunks_written"] == summary["chunks_total"] and summary["chunks_skipped"] == 0
     assert "dashboard" in proc.stderr and "2 worker(s)" in proc.stderr
-    np.testing.assert_array_equal(_read(out), reference_stitch(tiles.tiles, tiles.positions, "average"))
+    np.testing.assert_array_equal(
+        _read(out), reference_stitch(tiles.tiles, tiles.positions, "average")
+    )
 
 
 @pytest.mark.parametrize("blend", ["linear", "average", "max", "first", "last"])
 def test_stitch_grid_reproduces_source_through_scheduler(tmp_path, address, blend):
     s = make_tiles(tmp_path / "t", grid=(2, 3), tile_yx=(50, 40), overlap=(10, 8), lead=(2,))
     out = tmp_path / "m.h5"
-    proc = run("stitch", "--tiles", s.pattern, "--grid", "2x3", "--overlap", "10,8", "--blend", blend,
-               "--out", out, "--dataset", "img", "--chunks", "1,21,19", "--scheduler", address, "--json")
+    proc = run(
+        "stitch",
+        "--tiles",
+        s.pattern,
+        "--grid",
+        "2x3",
+        "--overlap",
+        "10,8",
+        "--blend",
+        blend,
+        "--out",
+        out,
+        "--dataset",
+        "img",
+        "--chunks",
+        "1,21,19",
+        "--scheduler",
+        address,
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     got = _read(out, "img")
     assert last_json(proc.stdout)["shape"] == list(got.shape)
-    assert np.abs(got.astype(int) - s.image.astype(int)).max() <= (0 if blend in ("max", "first", "last") else 1)
+    assert np.abs(got.astype(int) - s.image.astype(int)).max() <= (
+        0 if blend in ("max", "first", "last") else 1
+    )
 
 
 def test_config_file_with_flag_overrides(tmp_path, tiles, address):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "tiles": {"pattern": "tiles/tile_r{row:03d}_c{col:03d}.tif"},
-        "layout": {"positions": "tiles/positions.csv"},
-        "fusion": {"blend": "linear"},
-        "output": {"path": "out.h5", "chunks": [30, 30]},
-    }))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "tiles": {"pattern": "tiles/tile_r{row:03d}_c{col:03d}.tif"},
+                "layout": {"positions": "tiles/positions.csv"},
+                "fusion": {"blend": "linear"},
+                "output": {"path": "out.h5", "chunks": [30, 30]},
+            }
+        )
+    )
     proc = run("stitch", cfg, "--blend", "max", "--scheduler", address, "--json")
     assert proc.returncode == 0, proc.stderr
     assert last_json(proc.stdout)["out"] == str(tmp_path / "out.h5")
-    np.testing.assert_array_equal(_read(tmp_path / "out.h5"), reference_stitch(tiles.tiles, tiles.positions, "max"))
+    np.testing.assert_array_equal(
+        _read(tmp_path / "out.h5"), reference_stitch(tiles.tiles, tiles.positions, "max")
+    )
 
 
 def test_info_reports_complete_and_partial(tmp_path, tiles, address):
     out = tmp_path / "m.h5"
-    run("stitch", "--tiles", tiles.pattern, "--positions", tiles.positions_csv, "--out", out,
-        "--scheduler", address, "--compression", "zstd")
+    run(
+        "stitch",
+        "--tiles",
+        tiles.pattern,
+        "--positions",
+        tiles.positions_csv,
+        "--out",
+        out,
+        "--scheduler",
+        address,
+        "--compression",
+        "zstd",
+    )
     proc = run("info", out, "--json")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["state"] == "complete" and info["tiles"] == 9 and info["compression"] == "zstd"
-    out.rename(tmp_path / "m.h5.partial")
-    assert "state: incomplete" not in run("info", out).stdout  # a bare partial file without journal
-    assert one_line_error(run("info", tmp_path / "nothing.h5")).endswith("does not exist (and no partial run " + str(tmp_path / "nothing.h5.partial") + ")")
+    out.rename(tmp_path / "m.h5.partial")  # as if the run had stopped before the rename
+    partial = run("info", out)
+    assert partial.returncode == 0 and "state: partial" in partial.stdout
+    assert "--resume" in partial.stdout
+    assert one_line_error(run("info", tmp_path / "nothing.h5")).endswith(
+        "does not exist (and no partial run " + str(tmp_path / "nothing.h5.partial") + ")"
+    )
 
 
 @pytest.mark.parametrize(
@@ -150,7 +222,11 @@ def test_bad_config_gives_one_clear_line(tmp_path, config, message):
     import re
 
     cfg = tmp_path / "c.yaml"
-    base = {"tiles": {"pattern": "t_{row}_{col}.tif"}, "layout": {"grid": "1x1"}, "output": {"path": "o.h5"}}
+    base = {
+        "tiles": {"pattern": "t_{row}_{col}.tif"},
+        "layout": {"grid": "1x1"},
+        "output": {"path": "o.h5"},
+    }
     cfg.write_text(yaml.safe_dump({**base, **config}))
     for proc in (run("stitch", cfg), run("validate-config", cfg)):
         assert proc.returncode == 1
@@ -163,14 +239,35 @@ def test_bad_flag_value_is_a_usage_error(tmp_path):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    proc = run("stitch", "--tiles", str(tmp_path / "t_{row}_{col}.tif"), "--grid", "1x1", "--out", tmp_path / "o.h5", "--debug")
-    assert proc.returncode == 1 and "Traceback" in proc.stderr and "TileNotFoundError" in proc.stderr
+    proc = run(
+        "stitch",
+        "--tiles",
+        str(tmp_path / "t_{row}_{col}.tif"),
+        "--grid",
+        "1x1",
+        "--out",
+        tmp_path / "o.h5",
+        "--debug",
+    )
+    assert (
+        proc.returncode == 1 and "Traceback" in proc.stderr and "TileNotFoundError" in proc.stderr
+    )
 
 
 def test_existing_output_and_leftover_partial_are_refused(tmp_path, tiles, address):
     out = tmp_path / "m.h5"
     out.write_bytes(b"keep me")
-    args = ["stitch", "--tiles", tiles.pattern, "--positions", tiles.positions_csv, "--out", out, "--scheduler", address]
+    args = [
+        "stitch",
+        "--tiles",
+        tiles.pattern,
+        "--positions",
+        tiles.positions_csv,
+        "--out",
+        out,
+        "--scheduler",
+        address,
+    ]
     line = one_line_error(run(*args))
     assert "already exists; pass --overwrite" in line and out.read_bytes() == b"keep me"
     out.unlink()

@@ -56,14 +56,20 @@ def test_relative_paths_are_relative_to_the_config_file():
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"fusion": {"blend": "median"}}, r"fusion\.blend: Input should be 'linear', 'average', 'max', 'first' or 'last'"),
+        (
+            {"fusion": {"blend": "median"}},
+            r"fusion\.blend: Input should be 'linear', 'average', 'max', 'first' or 'last'",
+        ),
         ({"fusion": {"blend": "linear", "sigma": 2}}, r"fusion\.sigma: unknown key"),
         ({"colour": 1}, r"colour: unknown key"),
         ({"layout": {"grid": "4 by 6"}}, r"layout\.grid: .*'4x6'"),
         ({"layout": {"grid": "0x3"}}, r"layout\.grid: .*at least 1x1"),
         ({"layout": {"grid": "2x2", "positions": "p.csv"}}, r"exactly one of 'grid'"),
         ({"layout": {"grid": "2x2", "overlap": "-3"}}, r"layout\.overlap: .*>= 0"),
-        ({"output": {"path": "o.h5", "compression": "snappy"}}, r"output\.compression: .*allowed: none, gzip"),
+        (
+            {"output": {"path": "o.h5", "compression": "snappy"}},
+            r"output\.compression: .*allowed: none, gzip",
+        ),
         ({"output": {"path": "o.h5", "chunks": "0,5"}}, r"output\.chunks: .*positive"),
         ({"cluster": {"workers": 0}}, r"cluster\.workers: .*greater than or equal to 1"),
         ({"tiles": {"pattern": "t_{row}.tif"}}, r"tiles\.pattern: .*must contain"),
@@ -91,6 +97,8 @@ def test_yaml_file_errors_name_the_file(tmp_path):
 def test_flags_override_and_grid_replaces_positions(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump({**BASE, "layout": {"positions": "p.csv"}}))
-    cfg = load_config(p, {"layout": {"grid": "3x4", "overlap": "0.1,20"}, "fusion": {"blend": "max"}})
+    cfg = load_config(
+        p, {"layout": {"grid": "3x4", "overlap": "0.1,20"}, "fusion": {"blend": "max"}}
+    )
     assert cfg.layout.grid == (3, 4) and cfg.layout.positions is None
     assert cfg.layout.overlap == (0.1, 20.0) and cfg.fusion.blend.value == "max"

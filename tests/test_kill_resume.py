@@ -23,22 +23,47 @@ def _journal_lines(path):
 
 
 def _stitch(s, out, *extra):
-    return [sys.executable, "-m", "lazystitch", "stitch", "--tiles", s.pattern, "--positions",
-            str(s.positions_csv), "--out", str(out), "--chunks", "24,24", "--compression", "gzip:9",
-            "--workers", "2", "--json", "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "lazystitch",
+        "stitch",
+        "--tiles",
+        s.pattern,
+        "--positions",
+        str(s.positions_csv),
+        "--out",
+        str(out),
+        "--chunks",
+        "24,24",
+        "--compression",
+        "gzip:9",
+        "--workers",
+        "2",
+        "--json",
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", [0, 1])
 def test_kill_9_then_resume_gives_identical_data(tmp_path, trial):
-    s = make_tiles(tmp_path / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8, seed=trial)
+    s = make_tiles(
+        tmp_path / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8, seed=trial
+    )
     out = tmp_path / "m.h5"
     paths = OutputPaths(out)
-    proc = subprocess.Popen(_stitch(s, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _stitch(s, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     want = 1 + 3 * trial  # kill after a different amount of progress in each trial
     deadline = time.monotonic() + 120
-    while _journal_lines(paths.journal) < want * 50 and proc.poll() is None and time.monotonic() < deadline:
+    while (
+        _journal_lines(paths.journal) < want * 50
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.01)
     assert proc.poll() is None, "the run finished before it could be killed; make the job larger"
     os.killpg(proc.pid, signal.SIGKILL)  # the client and its LocalCluster workers

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dask
 import dask.array as da
-from dask.base import tokenize
 import numpy as np
+from dask.base import tokenize
 
 from lazystitch.fusion._plan import FusionPlan, plan_fusion
 from lazystitch.fusion._weights import BlendMode, edge_ramp
@@ -266,7 +266,7 @@ def fuse(
     plan = plan_fusion(layout) if plan is None else plan
     grid = tile_grid_array(tiles, layout, plan)
     lead = len(tiles.shape) - 2
-    depth = {ax: 0 for ax in range(lead)} | {lead: plan.depth[0], lead + 1: plan.depth[1]}
+    depth = dict.fromkeys(range(lead), 0) | {lead: plan.depth[0], lead + 1: plan.depth[1]}
     out_chunks = tuple((int(s),) for s in tiles.shape[:-2]) + plan.region_chunks
     plan_key = dask.delayed(plan, pure=True)
     return da.map_overlap(

@@ -72,7 +72,6 @@ def tiff_header(path: str | os.PathLike) -> TiffHeader:
     return TiffHeader(path, shape, dtype, st.st_size, st.st_mtime_ns)
 
 
-
 def _data_end(series: tifffile.TiffPageSeries) -> int:
     """Byte offset one past the last pixel byte of ``series``."""
     if series.dataoffset is not None:  # contiguous, uncompressed

@@ -137,9 +137,7 @@ def make_tiles(
     h, w = tile_yx
     rng = np.random.default_rng(seed + 1)
     missing = set(missing)
-    nominal = {
-        (r, c): (r * (h - oy), c * (w - ox)) for r in range(grid[0]) for c in range(grid[1])
-    }
+    nominal = {(r, c): (r * (h - oy), c * (w - ox)) for r in range(grid[0]) for c in range(grid[1])}
     keys = [k for k in nominal if k not in missing]
     raw = {
         k: tuple(int(v + rng.integers(-jitter, jitter + 1)) if jitter else v for v in nominal[k])

@@ -124,7 +124,10 @@ class ChunkCodec:
         buf = io.BytesIO()
         with h5py.File(buf, "w") as f:
             ds = f.create_dataset(
-                "c", shape=chunk_shape, chunks=chunk_shape, dtype=block.dtype,
+                "c",
+                shape=chunk_shape,
+                chunks=chunk_shape,
+                dtype=block.dtype,
                 **self.dataset_kwargs(),
             )
             ds.write_direct(block)

@@ -9,22 +9,17 @@ whose bytes still verify (CRC-32) into a fresh partial file and computes only th
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
 import time
 import warnings
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
-from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 import h5py
 import numpy as np
 
@@ -34,9 +29,10 @@ from lazystitch.errors import (
     PartialOutputError,
     ResumeMismatchError,
 )
+from lazystitch.writers._chunks import chunk_graph
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._journal import ChunkIndex, ChunkRecord, Journal, read_journal
-from lazystitch.writers._stream import ChunkTask, stream_chunks
+from lazystitch.writers._stream import stream_chunks
 
 __all__ = ["OutputPaths", "WriteResult", "default_chunks", "storage_chunks", "write_hdf5"]
 
@@ -156,76 +152,6 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _assemble_encode(
-    blocks: list[np.ndarray],
-    src: list[tuple[slice, ...]],
-    dst: list[tuple[slice, ...]],
-    shape: tuple[int, ...],
-    codec: ChunkCodec,
-    chunk_shape: tuple[int, ...],
-) -> tuple[bytes | np.ndarray, int, int]:
-    """Worker side: cut one storage chunk out of the mosaic blocks it overlaps, encode it,
-    and checksum it (the client only writes)."""
-    if len(blocks) == 1 and blocks[0].shape == tuple(shape):
-        block = blocks[0]
-    else:
-        block = np.empty(shape, dtype=blocks[0].dtype)
-        for b, s_sl, d_sl in zip(blocks, src, dst, strict=True):
-            block[d_sl] = b[s_sl]
-    data, mask = codec.encode(block, chunk_shape)
-    return data, mask, zlib.crc32(data)
-
-
-def _overlaps(edges: np.ndarray, lo: int, hi: int) -> list[tuple[int, slice, slice]]:
-    """Blocks (with these edges) that overlap [lo, hi): (block, slice in block, slice in chunk)."""
-    first = int(np.searchsorted(edges, lo, side="right")) - 1
-    last = int(np.searchsorted(edges, hi, side="left")) - 1
-    out = []
-    for b in range(first, last + 1):
-        a0, a1 = max(lo, int(edges[b])), min(hi, int(edges[b + 1]))
-        out.append((b, slice(a0 - int(edges[b]), a1 - int(edges[b])), slice(a0 - lo, a1 - lo)))
-    return out
-
-
-def _chunk_graph(
-    mosaic: da.Array, chunks: tuple[int, ...], codec: ChunkCodec, skip: set[ChunkIndex]
-) -> tuple[HighLevelGraph, list[ChunkTask]]:
-    """One task per storage chunk not in ``skip``, on top of the (optimised) mosaic graph.
-
-    Each task is the rechunk to the storage chunk and its encoding in one step: the graph has one
-    task per chunk instead of dask's rechunk split/merge tasks plus an encode task, which on a
-    small cluster is where the time went (per-task overhead, not pixels).
-    """
-    (mosaic,) = dask.optimize(mosaic)
-    edges = [np.cumsum((0, *c)) for c in mosaic.chunks]
-    n_chunks = [-(-s // c) for s, c in zip(mosaic.shape, chunks, strict=True)]
-    name = f"store-chunk-{tokenize(mosaic.name, chunks, str(codec))}"
-    layer: dict = {}
-    keys = []
-    for idx in np.ndindex(*n_chunks):
-        if idx in skip:
-            continue
-        lo = [i * c for i, c in zip(idx, chunks, strict=True)]
-        hi = [min(l + c, s) for l, c, s in zip(lo, chunks, mosaic.shape, strict=True)]
-        combos = list(
-            itertools.product(*(_overlaps(e, l, h) for e, l, h in zip(edges, lo, hi, strict=True)))
-        )
-        key = (name, *idx)
-        blocks = [tuple(p[0] for p in combo) for combo in combos]
-        layer[key] = (
-            _assemble_encode,
-            [(mosaic.name, *b) for b in blocks],
-            [tuple(p[1] for p in combo) for combo in combos],
-            [tuple(p[2] for p in combo) for combo in combos],
-            tuple(h - l for l, h in zip(lo, hi, strict=True)),
-            codec,
-            chunks,
-        )
-        keys.append(ChunkTask(idx, key, tuple(blocks)))
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[mosaic])
-    return graph, keys
-
-
 class _ChunkFile:
     """The partial HDF5 file, open for writing in this process only, plus its journal."""
 
@@ -309,9 +235,7 @@ class _ChunkFile:
             self.journal.close()
 
 
-def _check_paths(
-    paths: OutputPaths, header: dict, *, overwrite: bool, resume: bool
-) -> bool:
+def _check_paths(paths: OutputPaths, header: dict, *, overwrite: bool, resume: bool) -> bool:
     """Refuse to clobber; return True if the final output is already complete and matching."""
     if paths.final.exists() and not overwrite:
         if resume:
@@ -482,8 +406,16 @@ def write_hdf5(
 
     def result(written: int, skipped: int) -> WriteResult:
         return WriteResult(
-            paths.final, dataset, tuple(mosaic.shape), str(mosaic.dtype), chunks, str(codec),
-            total, written, skipped, time.perf_counter() - t0,
+            paths.final,
+            dataset,
+            tuple(mosaic.shape),
+            str(mosaic.dtype),
+            chunks,
+            str(codec),
+            total,
+            written,
+            skipped,
+            time.perf_counter() - t0,
         )
 
     if _check_paths(paths, header, overwrite=overwrite, resume=resume):
@@ -500,7 +432,7 @@ def write_hdf5(
         skipped = len(done)
         if progress:
             progress(skipped, total)
-        graph, todo = _chunk_graph(mosaic, chunks, codec, done)
+        graph, todo = chunk_graph(mosaic, chunks, codec, done)
         for index, (data, mask, crc) in stream_chunks(graph, todo):
             out.write(index, data, mask, crc)
             if progress:

@@ -93,7 +93,9 @@ def describe_output(path: str | os.PathLike, dataset: str | None = None) -> dict
     journal = paths.journal if src == paths.partial else paths.prev_journal
     if journal.exists():
         header, records = read_journal(journal)
-        total = int(np.prod([-(-s // c) for s, c in zip(header["shape"], header["chunks"], strict=True)]))
+        total = int(
+            np.prod([-(-s // c) for s, c in zip(header["shape"], header["chunks"], strict=True)])
+        )
         info["chunks_written"], info["chunks_total"] = len(records), total
     info["hint"] = "continue it with --resume, or start over with --overwrite"
     return info

@@ -72,7 +72,9 @@ def read_journal(path: Path) -> tuple[dict, dict[ChunkIndex, ChunkRecord]]:
     for line in lines[1:-1]:  # lines[-1] is '' or a torn line
         try:
             idx, nbytes, crc, mask = line.split(";")
-            rec = ChunkRecord(tuple(int(i) for i in idx.split(",")), int(nbytes), int(crc), int(mask))
+            rec = ChunkRecord(
+                tuple(int(i) for i in idx.split(",")), int(nbytes), int(crc), int(mask)
+            )
         except ValueError:
             continue
         records[rec.index] = rec

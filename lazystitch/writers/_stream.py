@@ -114,8 +114,10 @@ def stream_chunks(
         return
 
     subgraphs = [closure.subgraph([t.key for t in g]) for g in groups]
-    bands = [_order(max((b for t in g for b in t.blocks), key=lambda b: _order(b, band)), band)[0]
-             for g in groups]
+    bands = [
+        _order(max((b for t in g for b in t.blocks), key=lambda b: _order(b, band)), band)[0]
+        for g in groups
+    ]
     # pinnable: tile reads (no dependencies) and the fused blocks chunk tasks read
     blocks = {d for g in groups for t in g for d in closure.deps(t.key)}
     last_use: dict[tuple[int, Any], int] = {}
@@ -133,8 +135,7 @@ def stream_chunks(
     def submit(gi: int) -> None:
         chunk_keys = [t.key for t in groups[gi]]
         pin_keys = [
-            k for k in subgraphs[gi]
-            if last_use.get((bands[gi], k), -1) > gi and k not in pins
+            k for k in subgraphs[gi] if last_use.get((bands[gi], k), -1) > gi and k not in pins
         ]
         futures = client.get(subgraphs[gi], chunk_keys + pin_keys, sync=False)
         for k, f in zip(pin_keys, futures[len(chunk_keys) :], strict=True):

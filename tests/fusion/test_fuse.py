@@ -139,16 +139,35 @@ def test_worker_count_does_not_change_bytes(tmp_path, any_client, blend):
     seed=st.integers(0, 1000),
 )
 def test_random_layouts_match_reference(
-    tmp_path_factory, client, rows, cols, th, tw, oy_frac, ox_frac, jitter_frac, blend, dtype,
-    drop, cy, cx, seed,
+    tmp_path_factory,
+    client,
+    rows,
+    cols,
+    th,
+    tw,
+    oy_frac,
+    ox_frac,
+    jitter_frac,
+    blend,
+    dtype,
+    drop,
+    cy,
+    cx,
+    seed,
 ):
     oy, ox = int(oy_frac * th), int(ox_frac * tw)
     jitter = int(jitter_frac * min(oy, ox) / 2) if min(oy, ox) >= 2 else 0
     cells = [(r, c) for r in range(rows) for c in range(cols)]
     missing = [cells[drop]] if len(cells) > 2 and drop < len(cells) else []
     s = make_tiles(
-        tmp_path_factory.mktemp("h"), grid=(rows, cols), tile_yx=(th, tw), overlap=(oy, ox),
-        jitter=jitter, dtype=dtype, missing=missing, seed=seed,
+        tmp_path_factory.mktemp("h"),
+        grid=(rows, cols),
+        tile_yx=(th, tw),
+        overlap=(oy, ox),
+        jitter=jitter,
+        dtype=dtype,
+        missing=missing,
+        seed=seed,
     )
     ts = open_tiles_pattern(s.pattern, s.positions)
     lay = positions_from_csv(s.positions_csv, ts.tile_yx)
@@ -176,22 +195,28 @@ def test_too_large_deviation_is_a_clear_error():
     keys = ((0, 0), (0, 1), (0, 2), (0, 3))
     pos = np.array([[0, 0], [0, 250], [0, 180], [0, 270]], float)
     lay = Layout(keys=keys, positions=pos, tile_yx=(100, 100), kind="positions")
-    with pytest.raises(LayoutError, match="deviate from a grid|owns no part"):
+    with pytest.raises(LayoutError, match=r"deviate from a grid|owns no part"):
         plan_fusion(lay)
 
 
 def test_rows_out_of_geometric_order_still_fuse_exactly(tmp_path):
     # row 1 lies above row 0: ownership follows the positions, not the labels
     rng = np.random.default_rng(0)
-    tiles = {(0, 0): rng.integers(0, 999, (30, 20)).astype(np.uint16),
-             (1, 0): rng.integers(0, 999, (30, 20)).astype(np.uint16)}
+    tiles = {
+        (0, 0): rng.integers(0, 999, (30, 20)).astype(np.uint16),
+        (1, 0): rng.integers(0, 999, (30, 20)).astype(np.uint16),
+    }
     paths = {}
     for k, arr in tiles.items():
         paths[k] = tmp_path / f"t{k[0]}.tif"
         tifffile.imwrite(paths[k], arr)
     positions = {(0, 0): (24, 3), (1, 0): (0, 0)}
-    lay = Layout(keys=tuple(positions), positions=np.array(list(positions.values()), float),
-                 tile_yx=(30, 20), kind="positions")
+    lay = Layout(
+        keys=tuple(positions),
+        positions=np.array(list(positions.values()), float),
+        tile_yx=(30, 20),
+        kind="positions",
+    )
     for blend in BLENDS:
         got = fuse(open_tiles(paths), lay, blend=blend).compute(scheduler="sync")
         np.testing.assert_array_equal(got, reference_stitch(tiles, positions, blend))

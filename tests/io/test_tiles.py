@@ -48,7 +48,7 @@ def test_truncated_compressed_tiff_is_named(tmp_path):
     tifffile.imwrite(path, np.arange(64 * 64, dtype=np.uint16).reshape(64, 64), compression="zlib")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(TileError, match="truncated|not a readable TIFF"):
+    with pytest.raises(TileError, match=r"truncated|not a readable TIFF"):
         tiff_header(path)
 
 
@@ -115,4 +115,6 @@ def test_pattern_format_specs_start_and_index():
 
 def test_open_tiles_reports_count_of_bad_files(tmp_path):
     with pytest.raises(TileNotFoundError, match=r"and 2 more bad tile"):
-        open_tiles({(0, 0): tmp_path / "a.tif", (0, 1): tmp_path / "b.tif", (1, 0): tmp_path / "c.tif"})
+        open_tiles(
+            {(0, 0): tmp_path / "a.tif", (0, 1): tmp_path / "b.tif", (1, 0): tmp_path / "c.tif"}
+        )

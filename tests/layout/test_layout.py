@@ -13,7 +13,8 @@ def test_grid_positions_fraction_and_px():
 
 
 @pytest.mark.parametrize(
-    ("overlap", "message"), [(-1, ">= 0"), (100, "tiles are only"), ((0.1, 0.2, 0.3), "one value or two")]
+    ("overlap", "message"),
+    [(-1, ">= 0"), (100, "tiles are only"), ((0.1, 0.2, 0.3), "one value or two")],
 )
 def test_bad_overlap(overlap, message):
     with pytest.raises(ConfigError, match=message):

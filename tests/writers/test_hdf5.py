@@ -57,7 +57,11 @@ def test_every_codec_round_trips(tmp_path, client, job, codec):
 def test_each_chunk_is_stored_once_whole(tmp_path, client, job):
     _, mosaic, _ = job
     res = write_hdf5(mosaic, tmp_path / "m.h5", chunks=(16, 16), codec="gzip")
-    assert res.chunks_written == res.chunks_total == len(list(np.ndindex(*mosaic.rechunk((16, 16)).numblocks)))
+    assert (
+        res.chunks_written
+        == res.chunks_total
+        == len(list(np.ndindex(*mosaic.rechunk((16, 16)).numblocks)))
+    )
     with h5py.File(res.out, "r") as f:
         ds = f["mosaic"]
         n = ds.id.get_num_chunks()
@@ -68,7 +72,7 @@ def test_each_chunk_is_stored_once_whole(tmp_path, client, job):
 
 
 def test_metadata_and_completion_flag(tmp_path, client, job):
-    s, mosaic, _ = job
+    _, mosaic, _ = job
     res = write_hdf5(mosaic, tmp_path / "m.h5", attrs={"blend": "linear"}, fingerprint="abc")
     with h5py.File(res.out, "r") as f:
         attrs = f["mosaic"].attrs
@@ -92,7 +96,9 @@ def test_overwrite_replaces_only_when_complete(tmp_path, client, job):
     out = tmp_path / "m.h5"
     out.write_bytes(b"precious")
     with pytest.raises(Interrupt):
-        write_hdf5(mosaic, out, chunks=(8, 8), overwrite=True, progress=_stop_after(5), batch_seconds=0)
+        write_hdf5(
+            mosaic, out, chunks=(8, 8), overwrite=True, progress=_stop_after(5), batch_seconds=0
+        )
     assert out.read_bytes() == b"precious"  # an interrupted overwrite leaves the old file
     write_hdf5(mosaic, out, chunks=(8, 8), overwrite=True)
     np.testing.assert_array_equal(_read(out), ref)
@@ -102,12 +108,14 @@ def test_interrupted_run_leaves_a_partial_that_resume_completes(tmp_path, client
     _, mosaic, ref = job
     out = tmp_path / "m.h5"
     with pytest.raises(Interrupt):
-        write_hdf5(mosaic, out, chunks=(8, 8), codec="gzip", progress=_stop_after(40), batch_seconds=0)
+        write_hdf5(
+            mosaic, out, chunks=(8, 8), codec="gzip", progress=_stop_after(40), batch_seconds=0
+        )
     assert not out.exists()
     info = describe_output(out)
     assert info["state"] == "partial" and info["chunks_written"] >= 40
     # a plain rerun refuses, naming both ways out
-    with pytest.raises(PartialOutputError, match="--resume.*--overwrite"):
+    with pytest.raises(PartialOutputError, match=r"--resume.*--overwrite"):
         write_hdf5(mosaic, out, chunks=(8, 8), codec="gzip")
     res = write_hdf5(mosaic, out, chunks=(8, 8), codec="gzip", resume=True)
     assert res.chunks_skipped == info["chunks_written"]
@@ -182,6 +190,8 @@ def test_edge_chunks_are_padded_like_hdf5(tmp_path):
     block = np.arange(15, dtype=np.uint16).reshape(3, 5)  # the corner of a (7, 13) array
     data, mask = codec.encode(block, (4, 8))
     with h5py.File(tmp_path / "x.h5", "w") as f:
-        ds = f.create_dataset("d", shape=(7, 13), chunks=(4, 8), dtype="u2", **codec.dataset_kwargs())
+        ds = f.create_dataset(
+            "d", shape=(7, 13), chunks=(4, 8), dtype="u2", **codec.dataset_kwargs()
+        )
         ds.id.write_direct_chunk((4, 8), data, mask)
         np.testing.assert_array_equal(ds[4:, 8:], block)
