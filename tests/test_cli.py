@@ -36,6 +36,21 @@ def run(*args, cwd=None, timeout=180):
     )
 
 
+def csv_stitch(tiles, out, address) -> list:
+    """``stitch`` arguments for a synthetic tile set with its positions CSV, on ``address``."""
+    return [
+        "stitch",
+        "--tiles",
+        tiles.pattern,
+        "--positions",
+        tiles.positions_csv,
+        "--out",
+        out,
+        "--scheduler",
+        address,
+    ]
+
+
 def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
@@ -153,19 +168,7 @@ def test_config_file_with_flag_overrides(tmp_path, tiles, address):
 
 def test_info_reports_complete_and_partial(tmp_path, tiles, address):
     out = tmp_path / "m.h5"
-    run(
-        "stitch",
-        "--tiles",
-        tiles.pattern,
-        "--positions",
-        tiles.positions_csv,
-        "--out",
-        out,
-        "--scheduler",
-        address,
-        "--compression",
-        "zstd",
-    )
+    run(*csv_stitch(tiles, out, address), "--compression", "zstd")
     proc = run("info", out, "--json")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
@@ -257,17 +260,7 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_existing_output_and_leftover_partial_are_refused(tmp_path, tiles, address):
     out = tmp_path / "m.h5"
     out.write_bytes(b"keep me")
-    args = [
-        "stitch",
-        "--tiles",
-        tiles.pattern,
-        "--positions",
-        tiles.positions_csv,
-        "--out",
-        out,
-        "--scheduler",
-        address,
-    ]
+    args = csv_stitch(tiles, out, address)
     line = one_line_error(run(*args))
     assert "already exists; pass --overwrite" in line and out.read_bytes() == b"keep me"
     out.unlink()
