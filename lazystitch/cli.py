@@ -43,8 +43,9 @@ def _root(
     if not verbose:  # distributed sets its loggers to INFO on import; quiet them after it
         import distributed  # noqa: F401
 
-        for name in ("distributed", "bokeh", "tornado"):
+        for name in ("distributed", "tornado"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("bokeh").setLevel(logging.ERROR)  # its wildcard-host notice
 
 
 def _say(msg: str) -> None:

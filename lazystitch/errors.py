@@ -8,6 +8,7 @@ __all__ = [
     "LazystitchError",
     "LazystitchWarning",
     "OutputExistsError",
+    "OutputLockedError",
     "PartialOutputError",
     "ResumeMismatchError",
     "TileError",
@@ -37,6 +38,10 @@ class LayoutError(LazystitchError, ValueError):
 
 class OutputExistsError(LazystitchError, FileExistsError):
     """The output file exists and ``overwrite`` was not asked for."""
+
+
+class OutputLockedError(LazystitchError, RuntimeError):
+    """Another run is writing the same output (its lock file names the host and pid)."""
 
 
 class PartialOutputError(LazystitchError, FileExistsError):

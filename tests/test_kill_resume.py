@@ -86,3 +86,26 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, trial):
     with h5py.File(out) as a, h5py.File(clean) as b:
         np.testing.assert_array_equal(a["mosaic"][...], b["mosaic"][...])
         assert a["mosaic"].id.get_num_chunks() == b["mosaic"].id.get_num_chunks()
+
+
+@pytest.mark.slow
+def test_concurrent_run_is_refused_while_the_first_writes(tmp_path):
+    s = make_tiles(tmp_path / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8)
+    out = tmp_path / "m.h5"
+    first = subprocess.Popen(_stitch(s, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lock = tmp_path / "m.h5.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lock.exists(), "the first run never took the lock"
+    second = subprocess.run(
+        _stitch(s, out, "--resume"), capture_output=True, text=True, timeout=120
+    )
+    assert second.returncode == 1
+    assert (
+        f"process {first.pid} on host" in second.stderr
+        and "being written by another run" in second.stderr
+    )
+    assert first.wait(timeout=300) == 0  # the first run was not disturbed
+    with h5py.File(out) as f:
+        assert f["mosaic"].attrs["lazystitch_complete"]

@@ -32,6 +32,7 @@ from lazystitch.errors import (
 from lazystitch.writers._chunks import chunk_graph
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._journal import ChunkIndex, ChunkRecord, Journal, read_journal
+from lazystitch.writers._locks import output_lock
 from lazystitch.writers._stream import stream_chunks
 
 __all__ = ["OutputPaths", "WriteResult", "default_chunks", "storage_chunks", "write_hdf5"]
@@ -163,8 +164,11 @@ class _ChunkFile:
         attrs: dict[str, Any],
         batch_bytes: int,
         batch_seconds: float,
+        resume: bool = False,
     ) -> None:
         self.paths = paths
+        # a run to resume from is moved aside before the new partial file is created
+        self.resume_source = _resume_source(paths, header) if resume else None
         self.chunks = tuple(header["chunks"])
         self.batch_bytes, self.batch_seconds = batch_bytes, batch_seconds
         self.file = h5py.File(paths.partial, "w", libver=LIBVER)
@@ -389,8 +393,10 @@ def write_hdf5(
 
     Raises
     ------
-    OutputExistsError, PartialOutputError, ResumeMismatchError
-        Nothing on disk is changed when these are raised.
+    OutputExistsError, PartialOutputError, ResumeMismatchError, OutputLockedError
+        Nothing on disk is changed when these are raised. A run holds ``PATH.lock`` (host and
+        pid) while it works; a second run on the same output is refused, and a lock left by a
+        dead process on this host is reported and taken over.
 
     Notes
     -----
@@ -418,21 +424,31 @@ def write_hdf5(
             time.perf_counter() - t0,
         )
 
-    if _check_paths(paths, header, overwrite=overwrite, resume=resume):
-        log.info("%s is already complete with these settings; nothing to do", paths.final)
-        return result(0, total)
     paths.final.parent.mkdir(parents=True, exist_ok=True)
-    source = _resume_source(paths, header) if resume else None
-    out = _ChunkFile(paths, header, codec, attrs or {}, batch_bytes, batch_seconds)
+    with output_lock(paths.final):
+        if _check_paths(paths, header, overwrite=overwrite, resume=resume):
+            log.info("%s is already complete with these settings; nothing to do", paths.final)
+            return result(0, total)
+        out = _ChunkFile(paths, header, codec, attrs or {}, batch_bytes, batch_seconds, resume)
+        written, skipped = _write_locked(mosaic, out, codec, progress)
+    return result(written, skipped)
+
+
+def _write_locked(
+    mosaic: da.Array, out: _ChunkFile, codec: ChunkCodec, progress: ProgressFn | None
+) -> tuple[int, int]:
+    """The run itself, under the output's lock: returns (chunks written, chunks reused)."""
+    total = int(np.prod([-(-s // c) for s, c in zip(mosaic.shape, out.chunks, strict=True)]))
+    source = out.resume_source
     try:
-        done = _copy_verified(*source, out, dataset) if source else set()
+        done = _copy_verified(*source, out, out.ds.name.lstrip("/")) if source else set()
         if source:
             source[0].unlink(missing_ok=True)
             source[1].unlink(missing_ok=True)
         skipped = len(done)
         if progress:
             progress(skipped, total)
-        graph, todo = chunk_graph(mosaic, chunks, codec, done)
+        graph, todo = chunk_graph(mosaic, out.chunks, codec, done)
         for index, (data, mask, crc) in stream_chunks(graph, todo):
             out.write(index, data, mask, crc)
             if progress:
@@ -441,4 +457,4 @@ def write_hdf5(
     except BaseException:
         out.abort()
         raise
-    return result(out.written - skipped, skipped)
+    return out.written - skipped, skipped

@@ -195,3 +195,38 @@ def test_edge_chunks_are_padded_like_hdf5(tmp_path):
         )
         ds.id.write_direct_chunk((4, 8), data, mask)
         np.testing.assert_array_equal(ds[4:, 8:], block)
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path, client, job):
+    import json
+    import os
+    import socket
+
+    from lazystitch.errors import OutputLockedError
+
+    _, mosaic, _ = job
+    out = tmp_path / "m.h5"
+    lock = tmp_path / "m.h5.lock"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))  # alive
+    with pytest.raises(OutputLockedError, match=rf"process {os.getpid()} on host"):
+        write_hdf5(mosaic, out)
+    assert lock.exists() and not out.exists() and not OutputPaths(out).leftovers()
+
+
+def test_a_stale_lock_is_reported_and_taken_over(tmp_path, client, job):
+    import json
+    import socket
+    import subprocess
+
+    from lazystitch.errors import LazystitchWarning
+
+    _, mosaic, ref = job
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "m.h5"
+    lock = tmp_path / "m.h5.lock"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    with pytest.warns(LazystitchWarning, match=rf"stale lock .* process {dead.pid}"):
+        write_hdf5(mosaic, out)
+    np.testing.assert_array_equal(_read(out), ref)
+    assert not lock.exists()
