@@ -67,8 +67,8 @@ class LayoutOptions(_Model):
     )
     overlap: tuple[float, float] = Field(
         (0.1, 0.1),
-        description="Overlap of neighbouring tiles with 'grid': a fraction of the tile (< 1) or "
-        "pixels (>= 1); one value or 'Y,X'.",
+        description="Overlap of neighbouring tiles with 'grid': a fraction of the tile (< 1), "
+        "a percentage ('10%') or pixels (>= 1); one value or 'Y,X'.",
     )
     positions: Path | None = Field(
         None,
@@ -96,6 +96,11 @@ class LayoutOptions(_Model):
     @field_validator("overlap", mode="before")
     @classmethod
     def _parse_overlap(cls, v: Any) -> Any:
+        if isinstance(v, str) and "%" in v:  # "10%" or "10%,15%": percent of the tile
+            parts = [p.strip() for p in v.split(",")]
+            if not all(p.endswith("%") for p in parts):
+                raise ValueError(f"overlap mixes percent and other values: {v!r}")
+            v = [_numbers(p[:-1], "overlap")[0] / 100 for p in parts]
         nums = _numbers(v, "overlap", 2)
         if any(x < 0 for x in nums):
             raise ValueError(f"overlap must be >= 0; got {v!r}")
@@ -121,8 +126,8 @@ class WriteOptions(_Model):
     dataset: str = Field("mosaic", min_length=1, description="Dataset name in the file.")
     chunks: tuple[int, ...] | None = Field(
         None,
-        description="Storage chunk shape: 'Y,X' (leading axes get 1) or one value per axis; "
-        "default 1024x1024.",
+        description="Storage chunk shape: 'Y,X' (leading axes get 1), one value for square Y,X "
+        "chunks, or one value per axis; default 1024x1024.",
     )
     compression: str = Field(
         "none", description="none, gzip[:level], lzf, blosc[:level] or zstd[:level]."

@@ -102,3 +102,17 @@ def test_flags_override_and_grid_replaces_positions(tmp_path):
     )
     assert cfg.layout.grid == (3, 4) and cfg.layout.positions is None
     assert cfg.layout.overlap == (0.1, 20.0) and cfg.fusion.blend.value == "max"
+
+
+@pytest.mark.parametrize(
+    ("overlap", "expected"),
+    [("10%", (0.1, 0.1)), ("10%,20%", (0.1, 0.2)), ("0.15", (0.15, 0.15)), ("30,40", (30.0, 40.0))],
+)
+def test_overlap_forms(overlap, expected):
+    cfg = load_config(None, {**BASE, "layout": {"grid": "2x2", "overlap": overlap}})
+    assert cfg.layout.overlap == pytest.approx(expected)
+
+
+def test_overlap_cannot_mix_percent_and_px():
+    with pytest.raises(ConfigError, match="mixes percent"):
+        load_config(None, {**BASE, "layout": {"grid": "2x2", "overlap": "10%,20"}})

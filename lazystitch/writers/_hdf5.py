@@ -100,7 +100,8 @@ def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def storage_chunks(shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> tuple[int, ...]:
-    """Normalise a chunk request: ``None``; ``(Y, X)`` (leading axes get 1); one per axis.
+    """Normalise a chunk request: ``None``; ``(N,)`` for square Y, X; ``(Y, X)`` (leading axes
+    get 1); one per axis.
 
     Values are clipped to the array's shape.
 
@@ -110,11 +111,15 @@ def storage_chunks(shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> tu
     (1, 512, 512)
     >>> storage_chunks((5, 3000, 800), (5, 4096, 100))
     (5, 3000, 100)
+    >>> storage_chunks((3000, 800), (256,))
+    (256, 256)
     """
     nd = len(shape)
     if chunks is None:
         chunks = (1024, 1024)
     chunks = tuple(int(c) for c in chunks)
+    if len(chunks) == 1 and nd > 1:  # one value: square Y, X chunks
+        chunks = chunks * 2
     if len(chunks) == 2 and nd > 2:
         chunks = (1,) * (nd - 2) + chunks
     if len(chunks) != nd:
