@@ -26,17 +26,19 @@ log = logging.getLogger(__name__)
 
 def load_layout_and_tiles(config: StitchConfig) -> tuple[TileSet, Layout]:
     """Open (header-check) the tiles the config names and build their layout."""
-    lay = config.layout
+    lay, opts = config.layout, config.tiles
     if lay.positions is not None:
         keys, _ = read_positions_csv(lay.positions)
-        tiles = open_tiles_pattern(config.tiles.pattern, keys, start=config.tiles.start)
-        layout = positions_from_csv(lay.positions, tiles.tile_yx)
+        grid = None
     else:
         assert lay.grid is not None
-        rows, cols = lay.grid
-        keys = [(r, c) for r in range(rows) for c in range(cols)]
-        tiles = open_tiles_pattern(config.tiles.pattern, keys, start=config.tiles.start)
-        layout = grid_layout(rows, cols, tiles.tile_yx, lay.overlap)
+        grid = lay.grid
+        keys = [(r, c) for r in range(grid[0]) for c in range(grid[1])]
+    tiles = open_tiles_pattern(opts.pattern, keys, start=opts.start, order=opts.order, grid=grid)
+    if grid is None:
+        layout = positions_from_csv(lay.positions, tiles.tile_yx)
+    else:
+        layout = grid_layout(*grid, tiles.tile_yx, lay.overlap)
     return tiles, layout
 
 

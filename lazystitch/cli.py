@@ -86,7 +86,11 @@ def stitch(
         Path | None, typer.Option("--positions", help="CSV with header row,col,y,x.")
     ] = None,
     start: Annotated[
-        int | None, typer.Option("--start", help="Number of the first row/col in file names.")
+        int | None, typer.Option("--start", help="Number of the first row/col/index in names.")
+    ] = None,
+    order: Annotated[
+        str | None,
+        typer.Option("--order", help="How {index} counts: row, column, snake-row, snake-column."),
     ] = None,
     blend: Annotated[BlendMode | None, typer.Option("--blend", help="Blend mode.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output HDF5 file.")] = None,
@@ -117,7 +121,7 @@ def stitch(
     from lazystitch.config import load_config
 
     overrides = {
-        "tiles": {"pattern": tiles, "start": start},
+        "tiles": {"pattern": tiles, "start": start, "order": order},
         "layout": {
             "grid": grid,
             "overlap": overlap,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -52,7 +52,12 @@ class TilesOptions(_Model):
         "e.g. 'tiles/tile_r{row:03d}_c{col:03d}.tif'. Relative paths are relative to the "
         "config file (or the working directory for CLI flags)."
     )
-    start: int = Field(0, ge=0, description="Number of the first row/column in file names.")
+    start: int = Field(0, ge=0, description="Number of the first row/column/index in file names.")
+    order: Literal["row", "column", "snake-row", "snake-column"] = Field(
+        "row",
+        description="How {index} counts tiles: row by row, column by column, or meandering "
+        "(snake) by rows or columns.",
+    )
 
     @field_validator("pattern")
     @classmethod

@@ -1,12 +1,14 @@
 """Readers: find tiles, check their headers, expose them as lazy dask arrays."""
 
-from lazystitch.io._pattern import pattern_fields, tile_paths
+from lazystitch.io._pattern import ORDERS, acquisition_index, pattern_fields, tile_paths
 from lazystitch.io._tiff import TiffHeader, read_tiff, tiff_header
 from lazystitch.io._tiles import TileSet, open_tiles, open_tiles_pattern
 
 __all__ = [
+    "ORDERS",
     "TiffHeader",
     "TileSet",
+    "acquisition_index",
     "open_tiles",
     "open_tiles_pattern",
     "pattern_fields",

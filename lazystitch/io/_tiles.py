@@ -119,9 +119,17 @@ def _try_header(path: Path) -> TiffHeader | Exception:
 
 
 def open_tiles_pattern(
-    pattern: str | os.PathLike, keys: Iterable[TileKey], *, start: int = 0
+    pattern: str | os.PathLike,
+    keys: Iterable[TileKey],
+    *,
+    start: int = 0,
+    order: str = "row",
+    grid: tuple[int, int] | None = None,
 ) -> TileSet:
     """Format ``pattern`` for each (row, col) in ``keys`` and open those tiles.
+
+    ``start``, ``order`` and ``grid`` (rows, cols; default: from ``keys``) are as in
+    :func:`lazystitch.io.tile_paths`.
 
     Examples
     --------
@@ -131,5 +139,8 @@ def open_tiles_pattern(
     lazystitch.errors.TileNotFoundError: tile file /nonexistent/t_0_0.tif does not exist
     """
     keys = list(keys)
-    cols = max(c for _, c in keys) + 1 if keys else 1
-    return open_tiles(tile_paths(pattern, keys, cols=cols, start=start))
+    rows, cols = grid or (
+        max((r for r, _ in keys), default=0) + 1,
+        max((c for _, c in keys), default=0) + 1,
+    )
+    return open_tiles(tile_paths(pattern, keys, rows=rows, cols=cols, start=start, order=order))
