@@ -5,21 +5,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dask.array as da
 import numpy as np
 
 from lazystitch._version import __version__
 from lazystitch.config import StitchConfig, load_config
+from lazystitch.errors import ConfigError
 from lazystitch.fusion import FusionPlan, fuse, plan_fusion
 from lazystitch.io import TileSet, open_tiles_pattern
 from lazystitch.layout import Layout, grid_layout, positions_from_csv, read_positions_csv
+from lazystitch.registration import Registration, register
 from lazystitch.writers import ProgressFn, WriteResult, write_hdf5
 
-__all__ = ["LazyMosaic", "load_layout_and_tiles", "prepare", "stitch"]
+__all__ = ["LazyMosaic", "load_layout_and_tiles", "prepare", "register_tiles", "stitch"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +56,11 @@ class LazyMosaic:
     layout: Layout
     plan: FusionPlan
     mosaic: da.Array
+    registration: Registration | None = None
 
     def attrs(self) -> dict[str, Any]:
         """Metadata stored on the output dataset."""
-        return {
+        attrs = {
             "lazystitch_version": __version__,
             "blend": self.config.fusion.blend.value,
             "layout": json.dumps(self.layout.description),
@@ -66,9 +72,15 @@ class LazyMosaic:
             ),
             "tile_shape": np.array(self.tiles.shape, dtype=np.int64),
             "origin_yx": np.array(self.layout.origin, dtype=np.int64),
-            "axes": "".join(["?"] * (self.mosaic.ndim - 2)) + "YX",
             "config": self.config.model_dump_json(),
         }
+        if self.registration is not None:
+            report = self.registration.report()
+            attrs["tile_labels"] = np.array(self.registration.solution.labels, dtype=object)
+            attrs["registration_summary"] = json.dumps(
+                {k: report[k] for k in ("summary", "threshold", "max_shift", "stage_model")}
+            )
+        return attrs
 
     def fingerprint(self) -> str:
         """Identifies inputs and fusion settings, for ``resume``."""
@@ -80,8 +92,62 @@ class LazyMosaic:
         return h.hexdigest()
 
 
+def _as_config(config: StitchConfig | dict | str | Path) -> StitchConfig:
+    if isinstance(config, StitchConfig):
+        return config
+    if isinstance(config, dict):
+        return load_config(None, config)
+    return load_config(config)
+
+
+def _on_cluster(config: StitchConfig, run: Callable[[], T], on_client: Any = None) -> T:
+    """Run ``run()`` on the active Client, or on the cluster the config describes."""
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except ValueError:
+        client = None
+    if client is not None:
+        if on_client:
+            on_client(client)
+        return run()
+    from lazystitch.cluster import cluster_client
+
+    cl = config.cluster
+    with cluster_client(
+        scheduler=cl.scheduler, workers=cl.workers, memory_limit=cl.memory_limit
+    ) as client:
+        if on_client:
+            on_client(client)
+        return run()
+
+
+def register_tiles(
+    config: StitchConfig | dict | str | Path, *, on_client: Any = None
+) -> Registration:
+    """Register the tiles a config names (on the active Client, or a cluster it starts).
+
+    Writes the report to ``config.registration.report`` if set.
+    """
+    config = _as_config(config)
+    tiles, layout = load_layout_and_tiles(config)
+    opts = config.registration
+
+    def run() -> Registration:
+        reg = register(tiles, layout, max_shift=opts.max_shift, max_residual=opts.max_residual)
+        if opts.report is not None:
+            reg.write_report(opts.report)
+        return reg
+
+    return _on_cluster(config, run, on_client)
+
+
 def prepare(config: StitchConfig | dict | str | Path) -> LazyMosaic:
     """Check the inputs and build the lazy mosaic; reads tile headers only.
+
+    With ``registration.enabled`` the tiles are registered first (that computes the overlap
+    strips, on the active Client), and the mosaic uses the registered positions.
 
     Parameters
     ----------
@@ -92,18 +158,22 @@ def prepare(config: StitchConfig | dict | str | Path) -> LazyMosaic:
     LazyMosaic
     """
     config = _as_config(config)
-    tiles, layout = load_layout_and_tiles(config)
+    return _build(config, *load_layout_and_tiles(config))
+
+
+def _build(config: StitchConfig, tiles: TileSet, layout: Layout) -> LazyMosaic:
+    registration = None
+    if config.registration.enabled:
+        opts = config.registration
+        registration = register(
+            tiles, layout, max_shift=opts.max_shift, max_residual=opts.max_residual
+        )
+        if opts.report is not None:
+            registration.write_report(opts.report)
+        layout = registration.layout
     plan = plan_fusion(layout)
     mosaic = fuse(tiles, layout, blend=config.fusion.blend, plan=plan)
-    return LazyMosaic(config, tiles, layout, plan, mosaic)
-
-
-def _as_config(config: StitchConfig | dict | str | Path) -> StitchConfig:
-    if isinstance(config, StitchConfig):
-        return config
-    if isinstance(config, dict):
-        return load_config(None, config)
-    return load_config(config)
+    return LazyMosaic(config, tiles, layout, plan, mosaic, registration)
 
 
 def stitch(
@@ -130,39 +200,25 @@ def stitch(
     WriteResult
     """
     config = _as_config(config)
-    job = prepare(config)  # inputs are checked before any cluster starts
     out = config.output
+    if out is None:
+        raise ConfigError("invalid configuration: output.path: required key is missing")
+    tiles, layout = load_layout_and_tiles(config)  # inputs are checked before any cluster starts
+    job = None if config.registration.enabled else _build(config, tiles, layout)
 
     def run() -> WriteResult:
+        current = job or _build(config, tiles, layout)  # registration computes on the cluster
         return write_hdf5(
-            job.mosaic,
+            current.mosaic,
             out.path,
             dataset=out.dataset,
             chunks=out.chunks,
             codec=out.compression,
-            attrs=job.attrs(),
-            fingerprint=job.fingerprint(),
+            attrs=current.attrs(),
+            fingerprint=current.fingerprint(),
             overwrite=out.overwrite,
             resume=out.resume,
             progress=progress,
         )
 
-    try:
-        from distributed import get_client
-
-        client = get_client()
-    except ValueError:
-        client = None
-    if client is not None:
-        if on_client:
-            on_client(client)
-        return run()
-    from lazystitch.cluster import cluster_client
-
-    cl = config.cluster
-    with cluster_client(
-        scheduler=cl.scheduler, workers=cl.workers, memory_limit=cl.memory_limit
-    ) as client:
-        if on_client:
-            on_client(client)
-        return run()
+    return _on_cluster(config, run, on_client)

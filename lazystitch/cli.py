@@ -69,29 +69,70 @@ def _parse_chunks(value: str | None) -> list[int] | None:
         ) from None
 
 
+ConfigArg = Annotated[Path | None, typer.Argument(help="YAML config; flags override its keys.")]
+TilesOpt = Annotated[
+    str | None,
+    typer.Option("--tiles", help="Tile pattern, e.g. 't_r{row:03d}_c{col:03d}.tif'."),
+]
+GridOpt = Annotated[str | None, typer.Option("--grid", help="ROWSxCOLS, e.g. 4x6.")]
+OverlapOpt = Annotated[
+    str | None, typer.Option("--overlap", help="Fraction (<1), percent (10%) or px; V or Y,X.")
+]
+PositionsOpt = Annotated[
+    Path | None, typer.Option("--positions", help="CSV with header row,col,y,x.")
+]
+StartOpt = Annotated[
+    int | None, typer.Option("--start", help="Number of the first row/col/index in names.")
+]
+OrderOpt = Annotated[
+    str | None,
+    typer.Option("--order", help="How {index} counts: row, column, snake-row, snake-column."),
+]
+MaxShiftOpt = Annotated[
+    float | None, typer.Option("--max-shift", help="Registration search radius in px.")
+]
+ReportOpt = Annotated[
+    Path | None, typer.Option("--report", help="Folder for the registration report.")
+]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Worker processes.")]
+MemoryOpt = Annotated[str | None, typer.Option("--memory-limit", help="Per worker, e.g. 4GiB.")]
+SchedulerOpt = Annotated[
+    str | None, typer.Option("--scheduler", help="Address of an existing scheduler.")
+]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary last.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+def _input_overrides(
+    tiles, grid, overlap, positions, start, order, workers, memory_limit, scheduler
+) -> dict:
+    """Config overrides from the flags that say which tiles, where, and on which cluster."""
+    return {
+        "tiles": {"pattern": tiles, "start": start, "order": order},
+        "layout": {
+            "grid": grid,
+            "overlap": overlap,
+            "positions": str(positions) if positions else None,
+        },
+        "cluster": {"workers": workers, "memory_limit": memory_limit, "scheduler": scheduler},
+    }
+
+
 @app.command()
 def stitch(
-    config: Annotated[
-        Path | None, typer.Argument(help="YAML config; flags override its keys.")
-    ] = None,
-    tiles: Annotated[
-        str | None,
-        typer.Option("--tiles", help="Tile pattern, e.g. 't_r{row:03d}_c{col:03d}.tif'."),
-    ] = None,
-    grid: Annotated[str | None, typer.Option("--grid", help="ROWSxCOLS, e.g. 4x6.")] = None,
-    overlap: Annotated[
-        str | None, typer.Option("--overlap", help="Fraction (<1) or px (>=1); V or Y,X.")
-    ] = None,
-    positions: Annotated[
-        Path | None, typer.Option("--positions", help="CSV with header row,col,y,x.")
-    ] = None,
-    start: Annotated[
-        int | None, typer.Option("--start", help="Number of the first row/col/index in names.")
-    ] = None,
-    order: Annotated[
-        str | None,
-        typer.Option("--order", help="How {index} counts: row, column, snake-row, snake-column."),
-    ] = None,
+    config: ConfigArg = None,
+    tiles: TilesOpt = None,
+    grid: GridOpt = None,
+    overlap: OverlapOpt = None,
+    positions: PositionsOpt = None,
+    start: StartOpt = None,
+    order: OrderOpt = None,
+    register: Annotated[
+        bool, typer.Option("--register", help="Register the tiles on their overlaps first.")
+    ] = False,
+    max_shift: MaxShiftOpt = None,
+    report: ReportOpt = None,
     blend: Annotated[BlendMode | None, typer.Option("--blend", help="Blend mode.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output HDF5 file.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name.")] = None,
@@ -101,31 +142,27 @@ def stitch(
     compression: Annotated[
         str | None, typer.Option("--compression", help="none, gzip[:L], lzf, blosc[:L], zstd[:L].")
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes.")] = None,
-    memory_limit: Annotated[
-        str | None, typer.Option("--memory-limit", help="Per worker, e.g. 4GiB.")
-    ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option("--scheduler", help="Address of an existing scheduler.")
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing output.")
-    ] = False,
+    workers: WorkersOpt = None,
+    memory_limit: MemoryOpt = None,
+    scheduler: SchedulerOpt = None,
+    overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a partial run.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary last.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Stitch tiles into a chunked HDF5 mosaic."""
     from lazystitch.api import stitch as api_stitch
     from lazystitch.cluster import chunk_progress
     from lazystitch.config import load_config
 
-    overrides = {
-        "tiles": {"pattern": tiles, "start": start, "order": order},
-        "layout": {
-            "grid": grid,
-            "overlap": overlap,
-            "positions": str(positions) if positions else None,
+    overrides = _input_overrides(
+        tiles, grid, overlap, positions, start, order, workers, memory_limit, scheduler
+    )
+    overrides |= {
+        "registration": {
+            "enabled": register or None,
+            "max_shift": max_shift,
+            "report": str(report) if report else None,
         },
         "fusion": {"blend": blend.value if blend else None},
         "output": {
@@ -136,7 +173,6 @@ def stitch(
             "overwrite": overwrite or None,
             "resume": resume or None,
         },
-        "cluster": {"workers": workers, "memory_limit": memory_limit, "scheduler": scheduler},
     }
     cfg = load_config(config, overrides)
     with chunk_progress("writing", enabled=not quiet) as progress:
@@ -152,6 +188,63 @@ def stitch(
         typer.echo(json.dumps(summary))
     else:
         typer.echo(str(result.out))
+
+
+@app.command("register")
+def register_cmd(
+    config: ConfigArg = None,
+    tiles: TilesOpt = None,
+    grid: GridOpt = None,
+    overlap: OverlapOpt = None,
+    positions: PositionsOpt = None,
+    start: StartOpt = None,
+    order: OrderOpt = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Positions CSV to write (row,col,y,x,label,score,...).")
+    ] = Path("positions.csv"),
+    report: ReportOpt = None,
+    max_shift: MaxShiftOpt = None,
+    workers: WorkersOpt = None,
+    memory_limit: MemoryOpt = None,
+    scheduler: SchedulerOpt = None,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Find the tiles' positions from their overlaps; write a positions CSV for stitch."""
+    import time
+
+    from lazystitch.api import register_tiles
+    from lazystitch.config import load_config
+    from lazystitch.errors import OutputExistsError
+
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
+    overrides = _input_overrides(
+        tiles, grid, overlap, positions, start, order, workers, memory_limit, scheduler
+    )
+    overrides["registration"] = {"max_shift": max_shift, "report": str(report) if report else None}
+    cfg = load_config(config, overrides)
+    t0 = time.perf_counter()
+    reg = register_tiles(cfg, on_client=None if quiet else _show_dashboard)
+    reg.write_csv(out)
+    summary = {
+        "out": str(out),
+        "tiles": len(reg.solution.keys),
+        **reg.report()["summary"],
+        "threshold": round(reg.threshold, 4),
+        "report": str(cfg.registration.report / "registration.json")
+        if cfg.registration.report
+        else None,
+        "seconds": time.perf_counter() - t0,
+    }
+    if not quiet:
+        _say(
+            f"lazystitch: {summary['registered']} of {summary['tiles']} tiles registered, "
+            f"{summary['stage-model']} placed by the stage model, {summary['isolated']} isolated; "
+            f"{summary['pairs_accepted']}/{summary['pairs']} links accepted; wrote {out}"
+        )
+    typer.echo(json.dumps(summary) if as_json else str(out))
 
 
 @app.command("validate-config")

@@ -18,6 +18,7 @@ __all__ = [
     "ClusterOptions",
     "FusionOptions",
     "LayoutOptions",
+    "RegistrationOptions",
     "StitchConfig",
     "TilesOptions",
     "WriteOptions",
@@ -156,6 +157,24 @@ class WriteOptions(_Model):
         return str(ChunkCodec.parse(v))
 
 
+class RegistrationOptions(_Model):
+    enabled: bool = Field(
+        False, description="Register tiles on their overlaps before fusing (stitch --register)."
+    )
+    max_shift: float | None = Field(
+        None,
+        gt=0,
+        description="How far (px) a tile may sit from its nominal place relative to a neighbour; "
+        "also the margin read around each overlap. Default: 20 px or 5 % of the tile.",
+    )
+    max_residual: float = Field(
+        2.0, gt=0, description="Links disagreeing with the global solution by more px are dropped."
+    )
+    report: Path | None = Field(
+        None, description="Folder for the registration report (registration.json)."
+    )
+
+
 class ClusterOptions(_Model):
     workers: int | None = Field(None, ge=1, description="Worker processes (default: one per core).")
     memory_limit: str = Field("auto", description="Memory limit per worker, e.g. '4GiB'.")
@@ -167,8 +186,9 @@ class ClusterOptions(_Model):
 class StitchConfig(_Model):
     tiles: TilesOptions
     layout: LayoutOptions
+    registration: RegistrationOptions = RegistrationOptions()
     fusion: FusionOptions = FusionOptions()
-    output: WriteOptions
+    output: WriteOptions | None = None
     cluster: ClusterOptions = ClusterOptions()
 
 
@@ -190,7 +210,12 @@ def _resolve(data: dict, base: Path | None) -> dict:
     if base is None:
         return data
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for section, key in (("tiles", "pattern"), ("layout", "positions"), ("output", "path")):
+    for section, key in (
+        ("tiles", "pattern"),
+        ("layout", "positions"),
+        ("output", "path"),
+        ("registration", "report"),
+    ):
         sec = out.get(section)
         if isinstance(sec, dict) and isinstance(sec.get(key), str):
             p = Path(sec[key]).expanduser()

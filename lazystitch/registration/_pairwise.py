@@ -1,0 +1,195 @@
+"""Pairwise shifts between overlapping tiles: phase correlation on the overlap strips, with the
+wrap-around ambiguity resolved by normalized cross-correlation (NCC) of the actual overlap."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from lazystitch._typing import TileKey
+
+WIDE_STRIP_PX = 64
+"""Strips at least this wide (shorter side) prefer the band-passed sub-pixel peak."""
+
+__all__ = ["PairGeometry", "PairShift", "band_pass", "ncc", "pair_geometry", "register_strips"]
+
+
+@dataclass(frozen=True)
+class PairGeometry:
+    """Where the two strips of a tile pair are cut, in each tile's own pixel coordinates.
+
+    ``a_slices``/``b_slices`` are (row slice, col slice) of equal-size strips: the nominal overlap,
+    widened by the search margin into each tile along the axis that separates them.
+    ``base`` is ``strip origin in a - strip origin in b`` as a (y, x) offset: b's position relative
+    to a is ``base + t`` where ``t`` is the shift that moves b's strip onto a's.
+    """
+
+    a: TileKey
+    b: TileKey
+    nominal: tuple[float, float]
+    a_slices: tuple[slice, slice]
+    b_slices: tuple[slice, slice]
+    base: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class PairShift:
+    """The measured offset of tile ``b`` relative to tile ``a`` (position of b minus position of a).
+
+    ``score`` is the NCC of the overlap at that offset (in [-1, 1]); ``nan`` with ``error`` set when
+    no candidate offset was valid. A failed pair is data, not an exception.
+    """
+
+    a: TileKey
+    b: TileKey
+    nominal: tuple[float, float]
+    offset: tuple[float, float]
+    score: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and math.isfinite(self.score)
+
+
+def pair_geometry(
+    a: TileKey,
+    b: TileKey,
+    nominal: tuple[float, float],
+    tile_yx: tuple[int, int],
+    margin: int,
+) -> PairGeometry | None:
+    """The strips of tiles ``a`` and ``b`` (b at ``nominal`` relative to a) to correlate.
+
+    Returns None if the tiles do not overlap at their nominal positions.
+    """
+    h, w = tile_yx
+    dy, dx = (round(v) for v in nominal)
+    # nominal overlap in a's coordinates, and in b's
+    ya0, ya1 = max(0, dy), min(h, dy + h)
+    xa0, xa1 = max(0, dx), min(w, dx + w)
+    if ya0 >= ya1 or xa0 >= xa1:
+        return None
+    a_rng = [[ya0, ya1], [xa0, xa1]]
+    b_rng = [[ya0 - dy, ya1 - dy], [xa0 - dx, xa1 - dx]]
+    # widen along the separating axis (the one with the smaller overlap) into each tile
+    axis = 0 if (ya1 - ya0) / h < (xa1 - xa0) / w else 1
+    d = (dy, dx)[axis]
+    size = (h, w)[axis]
+    extent = a_rng[axis][1] - a_rng[axis][0]
+    m = max(0, min(margin, size - extent))
+    if d >= 0:  # b lies after a: a's strip grows backwards, b's forwards
+        a_rng[axis][0] -= m
+        b_rng[axis][1] += m
+    else:
+        a_rng[axis][1] += m
+        b_rng[axis][0] -= m
+    base = (a_rng[0][0] - b_rng[0][0], a_rng[1][0] - b_rng[1][0])
+    return PairGeometry(
+        a=a,
+        b=b,
+        nominal=(float(nominal[0]), float(nominal[1])),
+        a_slices=(slice(*a_rng[0]), slice(*a_rng[1])),
+        b_slices=(slice(*b_rng[0]), slice(*b_rng[1])),
+        base=base,
+    )
+
+
+def band_pass(strip: np.ndarray, fine: float = 1.0, coarse: float | None = None) -> np.ndarray:
+    """Difference of Gaussians: drops pixel noise and what varies slowly (vignetting, uneven
+    illumination, background), which otherwise dominate both correlation and score.
+
+    ``coarse`` defaults to 8 px, less for narrow strips (a sixth of the shorter side, >= 2 px).
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if coarse is None:
+        coarse = float(np.clip(min(strip.shape[-2:]) / 6, 2.0, 8.0))
+    x = strip.astype(np.float32)
+    return gaussian_filter(x, fine, mode="nearest") - gaussian_filter(x, coarse, mode="nearest")
+
+
+def ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalized cross-correlation (Pearson r) of two equal-shape arrays; nan if either is flat.
+
+    Examples
+    --------
+    >>> x = np.arange(12.0).reshape(3, 4)
+    >>> round(ncc(x, 2 * x + 1), 6), round(ncc(x, -x), 6)
+    (1.0, -1.0)
+    """
+    a = a.astype(np.float64).ravel()
+    b = b.astype(np.float64).ravel()
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / den if den > 0 else float("nan")
+
+
+def _overlap_score(sa: np.ndarray, sb: np.ndarray, t: tuple[int, int], min_px: int) -> float:
+    """NCC of strip a and strip b moved by integer ``t`` (a[p] ~ b[p - t]) over their overlap."""
+    (h, w), (ty, tx) = sa.shape[-2:], t
+    y0, y1 = max(0, ty), min(h, h + ty)
+    x0, x1 = max(0, tx), min(w, w + tx)
+    if (y1 - y0) * (x1 - x0) < min_px:
+        return float("nan")
+    return ncc(sa[..., y0:y1, x0:x1], sb[..., y0 - ty : y1 - ty, x0 - tx : x1 - tx])
+
+
+def register_strips(
+    strip_a: np.ndarray,
+    strip_b: np.ndarray,
+    geometry: PairGeometry,
+    *,
+    max_shift: float,
+    upsample: int = 20,
+    min_overlap_px: int = 64,
+) -> PairShift:
+    """Measure the offset of b relative to a from their strips (2-D, equal shape).
+
+    Phase correlation (``skimage.registration.phase_cross_correlation``, sub-pixel) gives the
+    shift modulo the strip size; every wrap-around candidate within ``max_shift`` of the nominal
+    offset is scored by the NCC of the actual overlap, and the best one wins.
+    """
+    from skimage.registration import phase_cross_correlation
+
+    g = geometry
+
+    def failed(msg: str) -> PairShift:
+        return PairShift(g.a, g.b, g.nominal, g.nominal, float("nan"), msg)
+
+    if strip_a.shape != strip_b.shape or strip_a.ndim != 2:
+        return failed(f"strips differ in shape: {strip_a.shape} vs {strip_b.shape}")
+    if not (np.ptp(strip_a) > 0 and np.ptp(strip_b) > 0):
+        return failed("a strip is featureless (constant)")
+    raw_a, raw_b = strip_a.astype(np.float32), strip_b.astype(np.float32)
+    a, b = band_pass(strip_a), band_pass(strip_b)
+    shifts = []
+    # band-passed strips give the sharper peak when wide, raw ones when narrow (the filter needs
+    # room): take both peaks, with their wrap-around images, and let the overlap's NCC decide;
+    # on a tie (same whole-pixel shift) the peak expected to be sharper wins
+    order = [(a, b), (raw_a, raw_b)]
+    if min(a.shape) < WIDE_STRIP_PX:
+        order.reverse()
+    for x, y in order:
+        try:
+            shifts.append(phase_cross_correlation(x, y, upsample_factor=upsample)[0])
+        except (ValueError, FloatingPointError):  # pragma: no cover (degenerate input)
+            continue
+    n = a.shape
+    best: tuple[float, tuple[float, float]] | None = None
+    for shift in shifts:
+        for ky, kx in itertools.product((0, -1, 1), repeat=2):
+            t = (shift[0] + ky * n[0], shift[1] + kx * n[1])
+            off = (g.base[0] + t[0], g.base[1] + t[1])
+            if abs(off[0] - g.nominal[0]) > max_shift or abs(off[1] - g.nominal[1]) > max_shift:
+                continue
+            score = _overlap_score(a, b, (round(t[0]), round(t[1])), min_overlap_px)
+            if math.isfinite(score) and (best is None or score > best[0]):
+                best = (score, off)
+    if best is None:
+        return failed(f"no offset within max_shift={max_shift} px of the nominal one correlates")
+    return PairShift(g.a, g.b, g.nominal, (float(best[1][0]), float(best[1][1])), best[0])

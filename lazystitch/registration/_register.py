@@ -1,0 +1,235 @@
+"""Registration end to end: neighbour pairs, strips on the cluster, threshold, global solve."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+
+from lazystitch._typing import TileKey
+from lazystitch.io import TileSet
+from lazystitch.layout import Layout
+from lazystitch.registration._global import GlobalSolution, solve_positions
+from lazystitch.registration._pairwise import (
+    PairGeometry,
+    PairShift,
+    pair_geometry,
+    register_strips,
+)
+
+__all__ = ["Registration", "default_max_shift", "neighbour_pairs", "register"]
+
+
+def default_max_shift(tile_yx: tuple[int, int]) -> int:
+    """20 px, or 5 % of the larger tile side if that is more."""
+    return max(20, round(0.05 * max(tile_yx)))
+
+
+def neighbour_pairs(layout: Layout) -> list[tuple[TileKey, TileKey]]:
+    """Each tile with its right and lower grid neighbour, where both exist."""
+    present = set(layout.keys)
+    return [
+        (k, n) for k in layout.keys for n in ((k[0], k[1] + 1), (k[0] + 1, k[1])) if n in present
+    ]
+
+
+def _strip(tiles: TileSet, key: TileKey, slices: tuple[slice, slice]):
+    tile = tiles.dask_tile(key)
+    lead = tile.ndim - 2
+    if lead:  # z/t stacks register in Y, X on a maximum projection
+        tile = tile.max(axis=tuple(range(lead)))
+    return tile[slices]
+
+
+def _null_scores(strip_a: np.ndarray, strip_b: np.ndarray, g: PairGeometry, max_shift: float):
+    """Scores of deliberately wrong pairings (b's strip flipped or rotated): the null model."""
+    out = []
+    for wrong in (strip_b[::-1], strip_b[:, ::-1], strip_b[::-1, ::-1]):
+        s = register_strips(strip_a, np.ascontiguousarray(wrong), g, max_shift=max_shift)
+        out.append(s.score)
+    return out
+
+
+def _pair_task(strip_a, strip_b, g: PairGeometry, max_shift: float):
+    shift = register_strips(strip_a, strip_b, g, max_shift=max_shift)
+    return shift, _null_scores(strip_a, strip_b, g, max_shift)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Registered positions and the evidence for them."""
+
+    layout: Layout
+    solution: GlobalSolution
+    pairs: list[PairShift]
+    threshold: float
+    null_scores: list[float]
+    max_shift: float
+
+    @property
+    def labels(self) -> dict[TileKey, str]:
+        return dict(zip(self.solution.keys, self.solution.labels, strict=True))
+
+    def tile_scores(self) -> dict[TileKey, float]:
+        """Best score of each tile's accepted links (nan without one)."""
+        best: dict[TileKey, float] = {k: float("nan") for k in self.solution.keys}
+        for p, ok in zip(self.pairs, self.solution.accepted, strict=True):
+            if ok:
+                for k in (p.a, p.b):
+                    best[k] = float(np.fmax(best[k], p.score))
+        return best
+
+    def write_csv(self, path: str | Path) -> Path:
+        """``row,col,y,x,label,score,residual``: readable by ``lazystitch stitch --positions``."""
+        path = Path(path)
+        scores = self.tile_scores()
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["row", "col", "y", "x", "label", "score", "residual"])
+            for i, key in enumerate(self.solution.keys):
+                y, x = self.solution.positions[i]
+                w.writerow(
+                    [
+                        key[0],
+                        key[1],
+                        f"{y:.3f}",
+                        f"{x:.3f}",
+                        self.solution.labels[i],
+                        _num(scores[key]),
+                        _num(self.solution.residuals[i]),
+                    ]
+                )
+        return path
+
+    def report(self) -> dict[str, Any]:
+        """Every pair (shift, score, accepted or why not) and every tile (label, residual)."""
+        sol = self.solution
+        labels = list(sol.labels)
+        return {
+            "threshold": self.threshold,
+            "max_shift": self.max_shift,
+            "null_scores": {
+                "n": len(self.null_scores),
+                "p99": _num(self.threshold),
+                "max": _num(max(self.null_scores, default=float("nan"))),
+            },
+            "stage_model": sol.stage_model,
+            "summary": {
+                label: labels.count(label) for label in ("registered", "stage-model", "isolated")
+            }
+            | {"pairs": len(self.pairs), "pairs_accepted": int(sum(sol.accepted))},
+            "pairs": [
+                {
+                    "a": list(p.a),
+                    "b": list(p.b),
+                    "nominal": list(p.nominal),
+                    "offset": list(p.offset),
+                    "shift": [p.offset[0] - p.nominal[0], p.offset[1] - p.nominal[1]],
+                    "score": _num(p.score),
+                    "accepted": ok,
+                    "reason": why,
+                }
+                for p, ok, why in zip(self.pairs, sol.accepted, sol.reasons, strict=True)
+            ],
+            "tiles": [
+                {
+                    "row": k[0],
+                    "col": k[1],
+                    "y": float(sol.positions[i][0]),
+                    "x": float(sol.positions[i][1]),
+                    "label": sol.labels[i],
+                    "residual": _num(sol.residuals[i]),
+                }
+                for i, k in enumerate(sol.keys)
+            ],
+        }
+
+    def write_report(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "registration.json"
+        path.write_text(json.dumps(self.report(), indent=1))
+        return path
+
+
+def _num(v: float) -> float | None:
+    return None if v is None or not math.isfinite(v) else round(float(v), 4)
+
+
+def _compute(tasks: list) -> list:
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is None:
+        return list(dask.compute(*tasks, scheduler="threads"))
+    return client.gather(client.compute(tasks))
+
+
+def register(
+    tiles: TileSet,
+    layout: Layout,
+    *,
+    max_shift: float | None = None,
+    max_residual: float = 2.0,
+) -> Registration:
+    """Find the tiles' true positions from their overlaps.
+
+    Parameters
+    ----------
+    tiles : TileSet
+    layout : Layout
+        Nominal positions (grid or stage); neighbours are the right and lower grid cells.
+    max_shift : float, optional
+        How far (px) a tile may be from its nominal place relative to a neighbour; also the margin
+        read around each overlap. Default :func:`default_max_shift`.
+    max_residual : float
+        Links that disagree with the solution by more than this (px) are dropped.
+
+    Returns
+    -------
+    Registration
+        ``.layout`` holds the registered (float) positions.
+
+    Notes
+    -----
+    Pairs are scored by the NCC of their overlap; the acceptance threshold is the 99th
+    percentile of the scores of deliberately wrong pairings (each b strip flipped and rotated
+    against its a strip), so it adapts to the data the way ASHLAR's permutation test does.
+    """
+    max_shift = float(max_shift if max_shift is not None else default_max_shift(layout.tile_yx))
+    idx = {k: i for i, k in enumerate(layout.keys)}
+    geoms = []
+    for a, b in neighbour_pairs(layout):
+        nominal = tuple(layout.positions[idx[b]] - layout.positions[idx[a]])
+        g = pair_geometry(a, b, nominal, layout.tile_yx, margin=math.ceil(max_shift))
+        if g is not None:
+            geoms.append(g)
+    task = dask.delayed(_pair_task, pure=True)
+    tasks = [
+        task(_strip(tiles, g.a, g.a_slices), _strip(tiles, g.b, g.b_slices), g, max_shift)
+        for g in geoms
+    ]
+    results = _compute(tasks) if tasks else []
+    pairs = [r[0] for r in results]
+    null = [s for r in results for s in r[1] if math.isfinite(s)]
+    threshold = float(np.percentile(null, 99)) if null else 0.0
+    sol = solve_positions(
+        list(layout.keys), layout.positions, pairs, threshold=threshold, max_residual=max_residual
+    )
+    registered = Layout(
+        keys=layout.keys,
+        positions=sol.positions,
+        tile_yx=layout.tile_yx,
+        kind="registered",
+        description={**layout.description, "registered": True, "max_shift": max_shift},
+    )
+    return Registration(registered, sol, pairs, threshold, null, max_shift)

@@ -1,0 +1,143 @@
+"""Registration end to end: synthetic tiles with hidden offsets, and real data sets."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+
+from lazystitch.io import open_tiles, open_tiles_pattern
+from lazystitch.layout import Layout, grid_layout, positions_from_csv
+from lazystitch.registration import register
+from lazystitch.testing import make_registration_tiles
+
+DATA = Path(__file__).parents[1] / "data"
+MIST = DATA / "mist_phase_5x5"
+MIST_PATTERN = str(MIST / "tiles" / "ImageName_t01_p{index:02d}.tif")
+
+
+def _errors(positions, truth, mask):
+    d = positions - truth
+    d = d - d[mask].mean(axis=0)
+    return np.hypot(*d.T)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_synthetic_noisy_vignetted_tiles(tmp_path, client, seed):
+    s = make_registration_tiles(
+        tmp_path, grid=(4, 4), tile_yx=(512, 512), overlap=0.1, jitter=8, empty=[(1, 2)], seed=seed
+    )
+    tiles = open_tiles_pattern(s.pattern, s.true_positions)
+    reg = register(tiles, grid_layout(4, 4, tiles.tile_yx, s.overlap_px), max_shift=20)
+    keys = reg.layout.keys
+    labels = reg.labels
+    truth = np.array([s.true_positions[k] for k in keys])
+    registered = np.array([labels[k] == "registered" for k in keys])
+    err = _errors(reg.layout.positions, truth, registered)
+    assert labels[(1, 2)] == "stage-model"
+    assert registered.sum() >= 14
+    assert np.median(err[registered]) <= 0.1 and err[registered].max() <= 0.5
+
+
+def test_mist_real_tiles_land_within_half_a_pixel(client):
+    keys = [(r, c) for r in range(5) for c in range(5)]
+    tiles = open_tiles_pattern(MIST_PATTERN, keys, start=1, order="column", grid=(5, 5))
+    reg = register(tiles, grid_layout(5, 5, tiles.tile_yx, (12, 15)))
+    rows = list(csv.DictReader((MIST / "ground_truth_positions.csv").open()))
+    gt = {(int(r["row"]), int(r["col"])): (float(r["y"]), float(r["x"])) for r in rows}
+    truth = np.array([gt[k] for k in reg.layout.keys])
+    err = _errors(reg.layout.positions, truth, np.ones(25, bool))
+    assert set(reg.labels.values()) == {"registered"}
+    assert err.max() < 0.5  # MIST itself misplaces two of these tiles by ~3.6 px
+
+
+def test_stitch2d_bse_within_2px_of_its_reference(tmp_path, client):
+    src = DATA / "stitch2d_bse_3x2"
+    ref = {}
+    for r in csv.DictReader((src / "reference_positions_stitch2d.csv").open()):
+        key = (int(r["grid_row"]), int(r["grid_col"]))
+        tifffile.imwrite(
+            tmp_path / f"t_{key[0]}_{key[1]}.tif", iio.imread(src / "tiles" / r["file"])
+        )
+        ref[key] = (float(r["y"]), float(r["x"]))
+    tiles = open_tiles_pattern(str(tmp_path / "t_{row}_{col}.tif"), ref)
+    reg = register(tiles, grid_layout(3, 2, tiles.tile_yx, (46, 132)))
+    truth = np.array([ref[k] for k in reg.layout.keys])
+    assert _errors(reg.layout.positions, truth, np.ones(6, bool)).max() <= 2.0
+
+
+def test_czi_pair_within_multiview_stitcher_tolerance(client):
+    src = DATA / "mvs_mosaic_czi_2tiles" / "tiles"
+    tiles = open_tiles({(0, 0): src / "tile_0.tif", (0, 1): src / "tile_1.tif"})
+    stage = Layout(
+        keys=((0, 0), (0, 1)),
+        positions=np.array([[0, 0], [0, 831.6]]),
+        tile_yx=tiles.tile_yx,
+        kind="positions",
+    )
+    reg = register(tiles, stage)
+    rel = reg.layout.positions[1] - reg.layout.positions[0]
+    assert np.hypot(*(rel - (-1.69, 825.02))) <= 1.5 / 1.0833  # 1.5 um at 1.0833 um/px
+
+
+def _cli(*args):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lazystitch", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_cli_register_csv_feeds_stitch_and_stitch_register_matches_ground_truth(tmp_path, client):
+    address = client.scheduler.address
+    common = ["--tiles", MIST_PATTERN, "--order", "column", "--start", "1", "--scheduler", address]
+    summary = _cli(
+        "register",
+        *common,
+        "--grid",
+        "5x5",
+        "--overlap",
+        "12,15",
+        "--out",
+        tmp_path / "pos.csv",
+        "--report",
+        tmp_path / "report",
+        "--json",
+    )
+    assert summary["registered"] == 25 and summary["pairs_accepted"] == 40
+    report = json.loads((tmp_path / "report" / "registration.json").read_text())
+    assert len(report["pairs"]) == 40 and {t["label"] for t in report["tiles"]} == {"registered"}
+    lay = positions_from_csv(tmp_path / "pos.csv", (183, 245))  # the CSV is a positions file
+    assert len(lay.keys) == 25
+    # registered positions round to the exact ground truth: every tile pastes back exactly
+    _cli(
+        "stitch",
+        *common,
+        "--grid",
+        "5x5",
+        "--overlap",
+        "12,15",
+        "--register",
+        "--out",
+        tmp_path / "reg.h5",
+        "--json",
+    )
+    with h5py.File(tmp_path / "reg.h5") as f:
+        mosaic = f["mosaic"][...]
+        assert json.loads(f["mosaic"].attrs["registration_summary"])["summary"]["registered"] == 25
+    rows = list(csv.DictReader((MIST / "ground_truth_positions.csv").open()))
+    assert mosaic.shape == (888, 1188)
+    for r in rows:
+        y, x = int(r["y"]), int(r["x"])
+        np.testing.assert_array_equal(
+            mosaic[y : y + 183, x : x + 245], tifffile.imread(MIST / "tiles" / r["file"])
+        )
