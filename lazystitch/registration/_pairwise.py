@@ -139,49 +139,20 @@ def _overlap_score(sa: np.ndarray, sb: np.ndarray, t: tuple[int, int], min_px: i
     return ncc(sa[..., y0:y1, x0:x1], sb[..., y0 - ty : y1 - ty, x0 - tx : x1 - tx])
 
 
-def register_strips(
-    strip_a: np.ndarray,
-    strip_b: np.ndarray,
-    geometry: PairGeometry,
-    *,
+def _best_offset(
+    peaks: list[np.ndarray],
+    a: np.ndarray,
+    b: np.ndarray,
+    g: PairGeometry,
     max_shift: float,
-    upsample: int = 20,
-    min_overlap_px: int = 64,
-) -> PairShift:
-    """Measure the offset of b relative to a from their strips (2-D, equal shape).
-
-    Phase correlation (``skimage.registration.phase_cross_correlation``, sub-pixel) gives the
-    shift modulo the strip size; every wrap-around candidate within ``max_shift`` of the nominal
-    offset is scored by the NCC of the actual overlap, and the best one wins.
-    """
-    from skimage.registration import phase_cross_correlation
-
-    g = geometry
-
-    def failed(msg: str) -> PairShift:
-        return PairShift(g.a, g.b, g.nominal, g.nominal, float("nan"), msg)
-
-    if strip_a.shape != strip_b.shape or strip_a.ndim != 2:
-        return failed(f"strips differ in shape: {strip_a.shape} vs {strip_b.shape}")
-    if not (np.ptp(strip_a) > 0 and np.ptp(strip_b) > 0):
-        return failed("a strip is featureless (constant)")
-    raw_a, raw_b = strip_a.astype(np.float32), strip_b.astype(np.float32)
-    a, b = band_pass(strip_a), band_pass(strip_b)
-    shifts = []
-    # band-passed strips give the sharper peak when wide, raw ones when narrow (the filter needs
-    # room): take both peaks, with their wrap-around images, and let the overlap's NCC decide;
-    # on a tie (same whole-pixel shift) the peak expected to be sharper wins
-    order = [(a, b), (raw_a, raw_b)]
-    if min(a.shape) < WIDE_STRIP_PX:
-        order.reverse()
-    for x, y in order:
-        try:
-            shifts.append(phase_cross_correlation(x, y, upsample_factor=upsample)[0])
-        except (ValueError, FloatingPointError):  # pragma: no cover (degenerate input)
-            continue
+    min_overlap_px: int,
+) -> tuple[float, tuple[float, float]] | None:
+    """Score every wrap-around image of each phase-correlation peak that lies within
+    ``max_shift`` of the nominal offset by the NCC of the overlap (a, b band-passed); best wins.
+    On a tie the earlier peak wins."""
     n = a.shape
     best: tuple[float, tuple[float, float]] | None = None
-    for shift in shifts:
+    for shift in peaks:
         for ky, kx in itertools.product((0, -1, 1), repeat=2):
             t = (shift[0] + ky * n[0], shift[1] + kx * n[1])
             off = (g.base[0] + t[0], g.base[1] + t[1])
@@ -190,6 +161,62 @@ def register_strips(
             score = _overlap_score(a, b, (round(t[0]), round(t[1])), min_overlap_px)
             if math.isfinite(score) and (best is None or score > best[0]):
                 best = (score, off)
+    return best
+
+
+def _peak(a: np.ndarray, b: np.ndarray, upsample: int) -> list[np.ndarray]:
+    from skimage.registration import phase_cross_correlation
+
+    try:
+        return [phase_cross_correlation(a, b, upsample_factor=upsample)[0]]
+    except (ValueError, FloatingPointError):  # pragma: no cover (degenerate input)
+        return []
+
+
+def register_strips(
+    strip_a: np.ndarray,
+    strip_b: np.ndarray,
+    geometry: PairGeometry,
+    *,
+    max_shift: float,
+    upsample: int = 20,
+    min_overlap_px: int = 64,
+    null: bool = False,
+) -> PairShift | tuple[PairShift, float]:
+    """Measure the offset of b relative to a from their strips (2-D, equal shape).
+
+    Phase correlation (``skimage.registration.phase_cross_correlation``, sub-pixel) of the raw
+    and of the band-passed strips gives the shift modulo the strip size; every wrap-around image
+    of both peaks within ``max_shift`` of the nominal offset is scored by the NCC of the actual
+    (band-passed) overlap, and the best one wins.
+
+    With ``null=True`` also return the score that the same search reaches on a deliberately
+    wrong pairing (b's strip turned by 180 degrees): a sample of the null distribution.
+    """
+    g = geometry
+
+    def failed(msg: str) -> PairShift:
+        return PairShift(g.a, g.b, g.nominal, g.nominal, float("nan"), msg)
+
+    if strip_a.shape != strip_b.shape or strip_a.ndim != 2:
+        shift = failed(f"strips differ in shape: {strip_a.shape} vs {strip_b.shape}")
+        return (shift, float("nan")) if null else shift
+    if not (np.ptp(strip_a) > 0 and np.ptp(strip_b) > 0):
+        shift = failed("a strip is featureless (constant)")
+        return (shift, float("nan")) if null else shift
+    a, b = band_pass(strip_a), band_pass(strip_b)
+    # band-passed strips give the sharper peak when wide, raw ones when narrow (the filter needs
+    # room): take both; on a tie (same whole-pixel shift) the one expected to be sharper wins
+    filtered = _peak(a, b, upsample)
+    raw = _peak(strip_a.astype(np.float32), strip_b.astype(np.float32), upsample)
+    peaks = filtered + raw if min(a.shape) >= WIDE_STRIP_PX else raw + filtered
+    best = _best_offset(peaks, a, b, g, max_shift, min_overlap_px)
     if best is None:
-        return failed(f"no offset within max_shift={max_shift} px of the nominal one correlates")
-    return PairShift(g.a, g.b, g.nominal, (float(best[1][0]), float(best[1][1])), best[0])
+        shift = failed(f"no offset within max_shift={max_shift} px of the nominal one correlates")
+    else:
+        shift = PairShift(g.a, g.b, g.nominal, (float(best[1][0]), float(best[1][1])), best[0])
+    if not null:
+        return shift
+    wrong = np.ascontiguousarray(b[::-1, ::-1])  # the filter is symmetric: same as filtering it
+    decoy = _best_offset(_peak(a, wrong, 1), a, wrong, g, max_shift, min_overlap_px)
+    return shift, (decoy[0] if decoy else float("nan"))
