@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from skimage.registration import phase_cross_correlation
 
 from lazystitch._typing import TileKey
 
@@ -164,9 +165,44 @@ def _best_offset(
     return best
 
 
-def _peak(a: np.ndarray, b: np.ndarray, upsample: int) -> list[np.ndarray]:
-    from skimage.registration import phase_cross_correlation
+def _window_peaks(
+    a: np.ndarray, b: np.ndarray, g: PairGeometry, max_shift: float, k: int
+) -> list[tuple[int, int]]:
+    """The ``k`` highest local maxima of the phase correlation of a and b, among the integer
+    shifts t (strip b moved by t onto strip a) whose offset ``base + t`` lies within
+    ``max_shift`` of the nominal one. Reading the surface inside that window, with every
+    wrap-around image of a shift, is what lets a weak true peak beat a strong wrong one
+    elsewhere (repeating patterns)."""
+    fa, fb = np.fft.rfft2(a), np.fft.rfft2(b)
+    cross = fa * np.conj(fb)
+    cross /= np.maximum(np.abs(cross), 1e-12)
+    surface = np.fft.irfft2(cross, s=a.shape)
+    ranges = []
+    for axis in range(2):
+        centre = g.nominal[axis] - g.base[axis]
+        lo, hi = math.ceil(centre - max_shift), math.floor(centre + max_shift)
+        ranges.append(np.arange(lo, hi + 1))
+    if not all(len(r) for r in ranges):
+        return []
+    window = surface[np.ix_(ranges[0] % a.shape[0], ranges[1] % a.shape[1])]
+    from scipy.ndimage import maximum_filter
 
+    is_peak = window == maximum_filter(window, size=3, mode="nearest")
+    flat = np.flatnonzero(is_peak)
+    top = flat[np.argsort(window.ravel()[flat])[::-1][:k]]
+    rows, cols = np.unravel_index(top, window.shape)
+    return [(int(ranges[0][r]), int(ranges[1][c])) for r, c in zip(rows, cols, strict=True)]
+
+
+def _overlap(a: np.ndarray, b: np.ndarray, t: tuple[int, int]):
+    """The parts of strip a and of strip b moved by integer t (a[p] ~ b[p - t]) that overlap."""
+    (h, w), (ty, tx) = a.shape[-2:], t
+    y0, y1 = max(0, ty), min(h, h + ty)
+    x0, x1 = max(0, tx), min(w, w + tx)
+    return a[..., y0:y1, x0:x1], b[..., y0 - ty : y1 - ty, x0 - tx : x1 - tx]
+
+
+def _peak(a: np.ndarray, b: np.ndarray, upsample: int) -> list[np.ndarray]:
     try:
         return [phase_cross_correlation(a, b, upsample_factor=upsample)[0]]
     except (ValueError, FloatingPointError):  # pragma: no cover (degenerate input)
@@ -211,6 +247,26 @@ def register_strips(
     raw = _peak(strip_a.astype(np.float32), strip_b.astype(np.float32), upsample)
     peaks = filtered + raw if min(a.shape) >= WIDE_STRIP_PX else raw + filtered
     best = _best_offset(peaks, a, b, g, max_shift, min_overlap_px)
+    # the strongest peaks inside the allowed window, as further candidates: they win only by a
+    # strictly better score, i.e. where the global peaks lie elsewhere (repeating patterns)
+    window = _best_offset(
+        [np.array(t, dtype=float) for t in _window_peaks(a, b, g, max_shift, 4)],
+        a,
+        b,
+        g,
+        max_shift,
+        min_overlap_px,
+    )
+    if window is not None and (best is None or window[0] > best[0] + 1e-9):
+        t = (round(window[1][0] - g.base[0]), round(window[1][1] - g.base[1]))
+        raw_a, raw_b = strip_a.astype(np.float32), strip_b.astype(np.float32)
+        oa, ob = _overlap(raw_a, raw_b, t)
+        sub = np.zeros(2)
+        if min(oa.shape) >= 8:
+            with np.errstate(all="ignore"):
+                sub = phase_cross_correlation(oa, ob, upsample_factor=upsample)[0]
+            sub = sub if np.all(np.abs(sub) <= 1.0) else np.zeros(2)
+        best = (window[0], (g.base[0] + t[0] + sub[0], g.base[1] + t[1] + sub[1]))
     if best is None:
         shift = failed(f"no offset within max_shift={max_shift} px of the nominal one correlates")
     else:
