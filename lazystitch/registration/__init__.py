@@ -8,6 +8,7 @@ from lazystitch.registration._pairwise import (
     pair_geometry,
     register_strips,
 )
+from lazystitch.registration._plot import plot_registration
 from lazystitch.registration._register import (
     Registration,
     default_max_shift,
@@ -25,6 +26,7 @@ __all__ = [
     "ncc",
     "neighbour_pairs",
     "pair_geometry",
+    "plot_registration",
     "register",
     "register_strips",
     "solve_positions",

@@ -209,6 +209,47 @@ def _peak(a: np.ndarray, b: np.ndarray, upsample: int) -> list[np.ndarray]:
         return []
 
 
+def _search(
+    a: np.ndarray,
+    b: np.ndarray,
+    raw_a: np.ndarray,
+    raw_b: np.ndarray,
+    g: PairGeometry,
+    max_shift: float,
+    upsample: int,
+    min_overlap_px: int,
+) -> tuple[float, tuple[float, float]] | None:
+    """The best (score, offset) of b relative to a: a, b band-passed strips, raw_a/raw_b raw."""
+    # band-passed strips give the sharper peak when wide, raw ones when narrow (the filter needs
+    # room): take both; on a tie (same whole-pixel shift) the one expected to be sharper wins
+    filtered = _peak(a, b, upsample)
+    raw = _peak(raw_a, raw_b, upsample)
+    peaks = filtered + raw if min(a.shape) >= WIDE_STRIP_PX else raw + filtered
+    best = _best_offset(peaks, a, b, g, max_shift, min_overlap_px)
+    # the strongest peaks inside the allowed window, as further candidates: they win only by a
+    # strictly better score, i.e. where the global peaks lie elsewhere (repeating patterns)
+    in_window = [np.array(t, dtype=float) for t in _window_peaks(a, b, g, max_shift, 4)]
+    window = _best_offset(in_window, a, b, g, max_shift, min_overlap_px)
+    if window is not None and (best is None or window[0] > best[0] + 1e-9):
+        t = (round(window[1][0] - g.base[0]), round(window[1][1] - g.base[1]))
+        oa, ob = _overlap(raw_a, raw_b, t)
+        sub = np.zeros(2)
+        if min(oa.shape) >= 8:
+            with np.errstate(all="ignore"):
+                sub = phase_cross_correlation(oa, ob, upsample_factor=upsample)[0]
+            sub = sub if np.all(np.abs(sub) <= 1.0) else np.zeros(2)
+        best = (window[0], (g.base[0] + t[0] + sub[0], g.base[1] + t[1] + sub[1]))
+    return best
+
+
+# deliberately wrong pairings of a pair's strips: b turned by 180 degrees, flipped, mirrored
+DECOYS = (
+    (slice(None, None, -1), slice(None, None, -1)),
+    (slice(None, None, -1), slice(None)),
+    (slice(None), slice(None, None, -1)),
+)
+
+
 def register_strips(
     strip_a: np.ndarray,
     strip_b: np.ndarray,
@@ -217,62 +258,41 @@ def register_strips(
     max_shift: float,
     upsample: int = 20,
     min_overlap_px: int = 64,
-    null: bool = False,
-) -> PairShift | tuple[PairShift, float]:
+    decoys: int = 0,
+) -> PairShift | tuple[PairShift, list[float]]:
     """Measure the offset of b relative to a from their strips (2-D, equal shape).
 
-    Phase correlation (``skimage.registration.phase_cross_correlation``, sub-pixel) of the raw
-    and of the band-passed strips gives the shift modulo the strip size; every wrap-around image
-    of both peaks within ``max_shift`` of the nominal offset is scored by the NCC of the actual
-    (band-passed) overlap, and the best one wins.
+    Candidates: the sub-pixel peaks of ``skimage.registration.phase_cross_correlation`` of the
+    raw and of the band-passed strips, with their wrap-around images, and the strongest peaks of
+    the correlation surface inside the window of shifts within ``max_shift`` of the nominal
+    offset. Each is scored by the NCC of the actual (band-passed) overlap; the best one wins.
 
-    With ``null=True`` also return the score that the same search reaches on a deliberately
-    wrong pairing (b's strip turned by 180 degrees): a sample of the null distribution.
+    With ``decoys=k`` (1 to 3) also return the scores that the very same search reaches on ``k``
+    deliberately wrong pairings (b's strip turned by 180 degrees, flipped, mirrored): samples
+    of the null distribution that sets the acceptance threshold.
     """
     g = geometry
 
     def failed(msg: str) -> PairShift:
         return PairShift(g.a, g.b, g.nominal, g.nominal, float("nan"), msg)
 
+    def result(shift: PairShift, null: list[float]):
+        return (shift, null) if decoys else shift
+
     if strip_a.shape != strip_b.shape or strip_a.ndim != 2:
-        shift = failed(f"strips differ in shape: {strip_a.shape} vs {strip_b.shape}")
-        return (shift, float("nan")) if null else shift
+        return result(failed(f"strips differ in shape: {strip_a.shape} vs {strip_b.shape}"), [])
     if not (np.ptp(strip_a) > 0 and np.ptp(strip_b) > 0):
-        shift = failed("a strip is featureless (constant)")
-        return (shift, float("nan")) if null else shift
+        return result(failed("a strip is featureless (constant)"), [])
     a, b = band_pass(strip_a), band_pass(strip_b)
-    # band-passed strips give the sharper peak when wide, raw ones when narrow (the filter needs
-    # room): take both; on a tie (same whole-pixel shift) the one expected to be sharper wins
-    filtered = _peak(a, b, upsample)
-    raw = _peak(strip_a.astype(np.float32), strip_b.astype(np.float32), upsample)
-    peaks = filtered + raw if min(a.shape) >= WIDE_STRIP_PX else raw + filtered
-    best = _best_offset(peaks, a, b, g, max_shift, min_overlap_px)
-    # the strongest peaks inside the allowed window, as further candidates: they win only by a
-    # strictly better score, i.e. where the global peaks lie elsewhere (repeating patterns)
-    window = _best_offset(
-        [np.array(t, dtype=float) for t in _window_peaks(a, b, g, max_shift, 4)],
-        a,
-        b,
-        g,
-        max_shift,
-        min_overlap_px,
-    )
-    if window is not None and (best is None or window[0] > best[0] + 1e-9):
-        t = (round(window[1][0] - g.base[0]), round(window[1][1] - g.base[1]))
-        raw_a, raw_b = strip_a.astype(np.float32), strip_b.astype(np.float32)
-        oa, ob = _overlap(raw_a, raw_b, t)
-        sub = np.zeros(2)
-        if min(oa.shape) >= 8:
-            with np.errstate(all="ignore"):
-                sub = phase_cross_correlation(oa, ob, upsample_factor=upsample)[0]
-            sub = sub if np.all(np.abs(sub) <= 1.0) else np.zeros(2)
-        best = (window[0], (g.base[0] + t[0] + sub[0], g.base[1] + t[1] + sub[1]))
+    raw_a, raw_b = strip_a.astype(np.float32), strip_b.astype(np.float32)
+    best = _search(a, b, raw_a, raw_b, g, max_shift, upsample, min_overlap_px)
     if best is None:
         shift = failed(f"no offset within max_shift={max_shift} px of the nominal one correlates")
     else:
         shift = PairShift(g.a, g.b, g.nominal, (float(best[1][0]), float(best[1][1])), best[0])
-    if not null:
-        return shift
-    wrong = np.ascontiguousarray(b[::-1, ::-1])  # the filter is symmetric: same as filtering it
-    decoy = _best_offset(_peak(a, wrong, 1), a, wrong, g, max_shift, min_overlap_px)
-    return shift, (decoy[0] if decoy else float("nan"))
+    null = []
+    for flip in DECOYS[:decoys]:  # the filter is symmetric: flipping commutes with it
+        wrong, wrong_raw = np.ascontiguousarray(b[flip]), np.ascontiguousarray(raw_b[flip])
+        decoy = _search(a, wrong, raw_a, wrong_raw, g, max_shift, 1, min_overlap_px)
+        null.append(decoy[0] if decoy else float("nan"))
+    return result(shift, null)

@@ -13,6 +13,7 @@ import dask
 import numpy as np
 
 from lazystitch._typing import TileKey
+from lazystitch.errors import LayoutError
 from lazystitch.io import TileSet
 from lazystitch.layout import Layout
 from lazystitch.registration._global import GlobalSolution, solve_positions
@@ -22,6 +23,7 @@ from lazystitch.registration._pairwise import (
     pair_geometry,
     register_strips,
 )
+from lazystitch.registration._sanity import suspect_layout
 
 __all__ = ["Registration", "default_max_shift", "neighbour_pairs", "register"]
 
@@ -47,8 +49,10 @@ def _strip(tiles: TileSet, key: TileKey, slices: tuple[slice, slice]):
     return tile[slices]
 
 
-def _pair_task(strip_a, strip_b, g: PairGeometry, max_shift: float) -> tuple[PairShift, float]:
-    return register_strips(strip_a, strip_b, g, max_shift=max_shift, null=True)
+def _pair_task(
+    strip_a, strip_b, g: PairGeometry, max_shift: float, decoys: int
+) -> tuple[PairShift, list[float]]:
+    return register_strips(strip_a, strip_b, g, max_shift=max_shift, decoys=decoys)
 
 
 @dataclass(frozen=True)
@@ -141,10 +145,14 @@ class Registration:
         }
 
     def write_report(self, directory: str | Path) -> Path:
+        """``registration.json`` and ``registration.png`` (the tile graph) in ``directory``."""
+        from lazystitch.registration._plot import plot_registration
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "registration.json"
         path.write_text(json.dumps(self.report(), indent=1))
+        plot_registration(self, directory / "registration.png")
         return path
 
 
@@ -170,6 +178,7 @@ def register(
     *,
     max_shift: float | None = None,
     max_residual: float = 2.0,
+    check_layout: bool = True,
 ) -> Registration:
     """Find the tiles' true positions from their overlaps.
 
@@ -183,6 +192,15 @@ def register(
         read around each overlap. Default :func:`default_max_shift`.
     max_residual : float
         Links that disagree with the solution by more than this (px) are dropped.
+    check_layout : bool
+        When a whole group of a grid's links fails (one direction, or every other row), try
+        the usual mix-ups (mirrored, snake, swapped) and raise
+        :class:`~lazystitch.errors.LayoutError` naming the fix if one of them fits.
+
+    Raises
+    ------
+    LayoutError
+        If the grid looks mixed up (see ``check_layout``).
 
     Returns
     -------
@@ -192,30 +210,26 @@ def register(
     Notes
     -----
     Pairs are scored by the NCC of their overlap; the acceptance threshold is the 99th
-    percentile of the scores that the same search reaches on deliberately wrong pairings (each
-    pair's b strip turned by 180 degrees), so it adapts to the data the way ASHLAR's permutation
-    test over non-adjacent tiles does, without reading any extra tile.
+    percentile of the scores that the very same search reaches on deliberately wrong pairings
+    (each pair's b strip turned by 180 degrees; also flipped and mirrored when there are fewer
+    than 50 pairs), so it adapts to the data the way ASHLAR's permutation test over non-adjacent
+    tiles does, without reading any extra tile.
     """
     max_shift = float(max_shift if max_shift is not None else default_max_shift(layout.tile_yx))
-    idx = {k: i for i, k in enumerate(layout.keys)}
-    geoms = []
-    for a, b in neighbour_pairs(layout):
-        nominal = tuple(layout.positions[idx[b]] - layout.positions[idx[a]])
-        g = pair_geometry(a, b, nominal, layout.tile_yx, margin=math.ceil(max_shift))
-        if g is not None:
-            geoms.append(g)
-    task = dask.delayed(_pair_task, pure=True)
-    tasks = [
-        task(_strip(tiles, g.a, g.a_slices), _strip(tiles, g.b, g.b_slices), g, max_shift)
-        for g in geoms
-    ]
-    results = _compute(tasks) if tasks else []
-    pairs = [r[0] for r in results]
-    null = [r[1] for r in results if math.isfinite(r[1])]
+    pairs, null = _measure(tiles, layout, max_shift)
     threshold = float(np.percentile(null, 99)) if null else 0.0
     sol = solve_positions(
         list(layout.keys), layout.positions, pairs, threshold=threshold, max_residual=max_residual
     )
+    if check_layout:
+
+        def trial(alt_tiles: TileSet, alt_layout: Layout) -> tuple[int, int]:
+            alt_pairs, _ = _measure(alt_tiles, alt_layout, max_shift)
+            return sum(p.ok and p.score >= threshold for p in alt_pairs), len(alt_pairs)
+
+        advice = suspect_layout(tiles, layout, pairs, threshold, trial)
+        if advice is not None:
+            raise LayoutError(advice.message())
     registered = Layout(
         keys=layout.keys,
         positions=sol.positions,
@@ -224,3 +238,24 @@ def register(
         description={**layout.description, "registered": True, "max_shift": max_shift},
     )
     return Registration(registered, sol, pairs, threshold, null, max_shift)
+
+
+def _measure(
+    tiles: TileSet, layout: Layout, max_shift: float
+) -> tuple[list[PairShift], list[float]]:
+    """Every neighbouring pair's shift, and the null scores, computed on the active scheduler."""
+    idx = {k: i for i, k in enumerate(layout.keys)}
+    geoms = []
+    for a, b in neighbour_pairs(layout):
+        nominal = tuple(layout.positions[idx[b]] - layout.positions[idx[a]])
+        g = pair_geometry(a, b, nominal, layout.tile_yx, margin=math.ceil(max_shift))
+        if g is not None:
+            geoms.append(g)
+    decoys = 1 if len(geoms) >= 50 else 3  # enough null samples for a 99th percentile
+    task = dask.delayed(_pair_task, pure=True)
+    tasks = [
+        task(_strip(tiles, g.a, g.a_slices), _strip(tiles, g.b, g.b_slices), g, max_shift, decoys)
+        for g in geoms
+    ]
+    results = _compute(tasks) if tasks else []
+    return [r[0] for r in results], [s for r in results for s in r[1] if math.isfinite(s)]

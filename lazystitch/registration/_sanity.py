@@ -1,0 +1,108 @@
+"""Layout sanity: when most links fail, test the usual mix-ups of a grid and name the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from lazystitch._typing import TileKey
+from lazystitch.io import TileSet
+from lazystitch.layout import Layout, grid_layout
+from lazystitch.registration._pairwise import PairShift
+
+__all__ = ["LayoutAdvice", "suspect_layout"]
+
+Perm = Callable[[int, int, int, int], TileKey]
+
+# (what it means, how to fix it, where the file named (r, c) really sits in an R x C grid)
+ALTERNATIVES: list[tuple[str, str, Perm]] = [
+    (
+        "the columns are mirrored (numbered right to left)",
+        "number the columns the other way, or mirror the grid (col -> cols-1-col)",
+        lambda r, c, R, C: (r, C - 1 - c),
+    ),
+    (
+        "the rows are mirrored (numbered bottom to top)",
+        "number the rows the other way, or mirror the grid (row -> rows-1-row)",
+        lambda r, c, R, C: (R - 1 - r, c),
+    ),
+    (
+        "the stage moved in a snake (every other row backwards)",
+        "use --order snake-row (tiles.order: snake-row)",
+        lambda r, c, R, C: (r, C - 1 - c) if r % 2 else (r, c),
+    ),
+    (
+        "the stage moved in a snake by columns (every other column backwards)",
+        "use --order snake-column (tiles.order: snake-column)",
+        lambda r, c, R, C: (R - 1 - r, c) if c % 2 else (r, c),
+    ),
+    (
+        "rows and columns are swapped",
+        "swap {row} and {col} in --tiles, or use --order column for an {index} pattern",
+        lambda r, c, R, C: (c, r),
+    ),
+]
+
+
+@dataclass(frozen=True)
+class LayoutAdvice:
+    """What seems wrong with a grid, and the evidence."""
+
+    problem: str
+    fix: str
+    matched_as_given: tuple[int, int]
+    matched_if_fixed: tuple[int, int]
+
+    def message(self) -> str:
+        a, n = self.matched_as_given
+        b, m = self.matched_if_fixed
+        return (
+            f"the tile layout looks wrong: as given, {a} of {n} neighbouring pairs match; "
+            f"if {self.problem}, {b} of {m} do. Fix: {self.fix}"
+        )
+
+
+def _broken_group(pairs: list[PairShift], threshold: float) -> bool:
+    """Whether the links of one direction (right or down), in even or odd rows (columns), mostly
+    fail: the fingerprint of a mirrored, snaking or transposed grid."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    for p in pairs:
+        right = p.b[1] != p.a[1]
+        key = ("right", p.a[0] % 2) if right else ("down", p.a[1] % 2)
+        groups.setdefault(key, []).append(p.score if p.ok else -1.0)
+    return any(len(v) >= 2 and float(np.median(v)) < threshold for v in groups.values())
+
+
+def suspect_layout(
+    tiles: TileSet,
+    layout: Layout,
+    pairs: list[PairShift],
+    threshold: float,
+    run: Callable[[TileSet, Layout], tuple[int, int]],
+) -> LayoutAdvice | None:
+    """Try the usual mix-ups of a grid layout when a whole group of its links fails.
+
+    ``run(tiles, layout) -> (matched, pairs)`` measures a rearranged grid. Returns advice when
+    an alternative makes at least 80 % of the links match and 20 points more than as given.
+    """
+    if layout.kind != "grid" or not pairs or not _broken_group(pairs, threshold):
+        return None
+    matched = sum(p.ok and p.score >= threshold for p in pairs)
+    rows = max(r for r, _ in layout.keys) + 1
+    cols = max(c for _, c in layout.keys) + 1
+    oy, ox = layout.description.get("overlap_px", (0, 0))
+    best: LayoutAdvice | None = None
+    for problem, fix, perm in ALTERNATIVES:
+        if problem.startswith("rows and columns") and rows != cols:
+            continue
+        moved = {perm(r, c, rows, cols): hd for (r, c), hd in tiles.headers.items()}
+        if set(moved) != set(tiles.headers):
+            continue
+        alt = TileSet(headers=dict(sorted(moved.items())), shape=tiles.shape, dtype=tiles.dtype)
+        ok, n = run(alt, grid_layout(rows, cols, layout.tile_yx, (oy, ox)))
+        better = best is None or ok / n > best.matched_if_fixed[0] / best.matched_if_fixed[1]
+        if n and ok / n >= 0.8 and ok / n >= matched / len(pairs) + 0.2 and better:
+            best = LayoutAdvice(problem, fix, (matched, len(pairs)), (ok, n))
+    return best
