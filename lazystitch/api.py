@@ -87,6 +87,7 @@ class LazyMosaic:
         h = hashlib.sha256()
         h.update(self.tiles.fingerprint().encode())
         h.update(np.ascontiguousarray(self.layout.pixel_positions).tobytes())
+        h.update(np.ascontiguousarray(self.layout.fractions).tobytes())
         h.update(repr(self.layout.keys).encode())
         h.update(self.config.fusion.blend.value.encode())
         return h.hexdigest()

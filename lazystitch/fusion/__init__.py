@@ -1,6 +1,6 @@
 """Fusion: blend overlapping tiles into one lazy mosaic with ``map_overlap``."""
 
-from lazystitch.fusion._fuse import fuse, fuse_region, tile_grid_array
+from lazystitch.fusion._fuse import fuse, fuse_region, resample_axis, tile_grid_array
 from lazystitch.fusion._plan import FusionPlan, plan_fusion
 from lazystitch.fusion._weights import BlendMode, edge_ramp
 
@@ -11,5 +11,6 @@ __all__ = [
     "fuse",
     "fuse_region",
     "plan_fusion",
+    "resample_axis",
     "tile_grid_array",
 ]

@@ -12,7 +12,7 @@ from lazystitch.fusion._weights import BlendMode, edge_ramp
 from lazystitch.io import TileSet
 from lazystitch.layout import Layout
 
-__all__ = ["fuse", "fuse_region", "tile_grid_array"]
+__all__ = ["fuse", "fuse_region", "resample_axis", "tile_grid_array"]
 
 _SUMMING = (BlendMode.linear, BlendMode.average)
 
@@ -115,7 +115,7 @@ def _own_only(
     plan: FusionPlan, i: int, j: int, y0: int, y1: int, x0: int, x1: int
 ) -> tuple[int, int, int, int] | None:
     """A rectangle of the region that cell (i, j)'s tile covers and no neighbour does."""
-    if not plan.present[i, j]:
+    if not plan.present[i, j] or _fraction(plan, i, j) != (0.0, 0.0):
         return None
     (h, w), (py, px) = plan.tile_yx, (int(v) for v in plan.positions[i, j])
     ey0, ey1, ex0, ex1 = max(y0, py), min(y1, py + h), max(x0, px), min(x1, px + w)
@@ -154,8 +154,8 @@ def _fuse_window(
     """Blend the mosaic window [y0, y1) x [x0, x1) of cell (i, j) from its extended block."""
     (h, w), (dy, dx) = plan.tile_yx, plan.depth
     out_shape = (*ext.shape[:-2], y1 - y0, x1 - x0)
-    # blending sums in float64; the selecting modes keep the tiles' dtype
-    acc_dtype = np.float64 if blend in _SUMMING else ext.dtype
+    # blending sums in float64; the selecting modes keep the tiles' dtype unless interpolating
+    acc_dtype = np.float64 if blend in _SUMMING or plan.fractions is not None else ext.dtype
     acc = np.zeros(out_shape, dtype=acc_dtype)
     weight = np.zeros(out_shape[-2:], dtype=np.float64)  # sum of weights, or coverage count
     n_rows, n_cols = plan.grid_shape
@@ -174,10 +174,52 @@ def _fuse_window(
             lo_c, hi_c, off_c = _piece(b, dx, w)
             if r0 < lo_r or r1 > hi_r or c0 < lo_c or c1 > hi_c:  # plan_fusion prevents this
                 raise AssertionError(f"tile at grid ({ti}, {tj}) is outside the halo of ({i}, {j})")
-            vals = ext[..., r0 + off_r : r1 + off_r, c0 + off_c : c1 + off_c]
+            fy, fx = _fraction(plan, ti, tj)
+            vals = _sample(ext, (r0, r1, off_r, fy), (c0, c1, off_c, fx))
             sl = (..., slice(py + r0 - y0, py + r1 - y0), slice(px + c0 - x0, px + c1 - x0))
             _accumulate(blend, acc, weight, sl, vals, edge_ramp(h)[r0:r1], edge_ramp(w)[c0:c1])
     return _finish(blend, acc, weight, ext.dtype)
+
+
+def _fraction(plan: FusionPlan, i: int, j: int) -> tuple[float, float]:
+    if plan.fractions is None:
+        return (0.0, 0.0)
+    return float(plan.fractions[i, j, 0]), float(plan.fractions[i, j, 1])
+
+
+def resample_axis(v: np.ndarray, frac: float, axis: int, first: bool) -> np.ndarray:
+    """Values of a tile moved by ``frac`` (0 <= frac < 1) px along ``axis``: pixel i takes
+    ``(1 - frac) * v[i] + frac * v[i - 1]`` (bilinear). ``v`` holds the pixel before the wanted
+    range as its first element, unless the range starts at the tile's edge (``first``), where
+    the edge value stands in for it.
+
+    Shared by fusion and :func:`lazystitch.testing.reference_stitch`, so both interpolate alike.
+    """
+    if first:
+        edge = np.take(v, [0], axis=axis)
+        v = np.concatenate([edge, v], axis=axis)
+    n = v.shape[axis]
+    cur = np.take(v, np.arange(1, n), axis=axis).astype(np.float64)
+    prev = np.take(v, np.arange(0, n - 1), axis=axis).astype(np.float64)
+    return (1.0 - frac) * cur + frac * prev
+
+
+def _sample(
+    ext: np.ndarray, rows: tuple[int, int, int, float], cols: tuple[int, int, int, float]
+) -> np.ndarray:
+    """Tile rows [r0, r1) x cols [c0, c1) of a tile held in ``ext`` at offsets (off_r, off_c),
+    moved by its sub-pixel fractions (fy, fx)."""
+    (r0, r1, off_r, fy), (c0, c1, off_c, fx) = rows, cols
+    if fy == 0 and fx == 0:
+        return ext[..., r0 + off_r : r1 + off_r, c0 + off_c : c1 + off_c]
+    lo_r = r0 if fy == 0 else max(r0 - 1, 0)
+    lo_c = c0 if fx == 0 else max(c0 - 1, 0)
+    v = ext[..., lo_r + off_r : r1 + off_r, lo_c + off_c : c1 + off_c]
+    if fy:
+        v = resample_axis(v, fy, v.ndim - 2, first=r0 == 0)
+    if fx:
+        v = resample_axis(v, fx, v.ndim - 1, first=c0 == 0)
+    return v
 
 
 def _accumulate(
@@ -216,9 +258,10 @@ def _accumulate(
 
 
 def _finish(blend: BlendMode, acc: np.ndarray, weight: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if blend not in _SUMMING:
-        return acc  # already the tiles' values, in their dtype
-    np.divide(acc, weight, out=acc, where=weight > 0)
+    if acc.dtype == dtype:
+        return acc  # a selecting mode on whole pixels: already the tiles' values
+    if blend in _SUMMING:
+        np.divide(acc, weight, out=acc, where=weight > 0)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         np.rint(acc, out=acc)

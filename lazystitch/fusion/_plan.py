@@ -31,8 +31,11 @@ class FusionPlan:
     y_bounds, x_bounds : ndarray of int64
         Region boundaries; ``y_bounds[0] == 0`` and ``y_bounds[-1]`` is the mosaic height.
     depth : (int, int)
-        Halo each block needs from its neighbours along Y and X.
+        Halo each block needs from its neighbours along Y and X (one more pixel along an axis
+        where a tile sits between pixels: interpolation reads the pixel before).
     tile_yx : (int, int)
+    fractions : ndarray of float64, shape grid_shape + (2,), or None
+        Sub-pixel part of each tile's position; None when every position is whole.
     """
 
     grid_shape: tuple[int, int]
@@ -42,6 +45,8 @@ class FusionPlan:
     x_bounds: np.ndarray
     depth: tuple[int, int]
     tile_yx: tuple[int, int]
+    fractions: np.ndarray | None = None
+    """Sub-pixel part (y, x) of each cell's position, shape grid_shape + (2,); None if whole."""
 
     @property
     def mosaic_yx(self) -> tuple[int, int]:
@@ -130,6 +135,15 @@ def plan_fusion(layout: Layout) -> FusionPlan:
     present[gi, gj] = True
     positions = np.zeros((n_rows, n_cols, 2), dtype=np.int64)
     positions[gi, gj] = pos
+    frac = layout.fractions
+    fractions = None
+    if np.any(frac > 0):
+        fractions = np.zeros((n_rows, n_cols, 2))
+        fractions[gi, gj] = frac
+        dy += int(np.any(frac[:, 0] > 0))
+        dx += int(np.any(frac[:, 1] > 0))
+        if dy > h or dx > w:
+            raise LayoutError("tiles overlap their neighbours by (almost) a whole tile")
     return FusionPlan(
         grid_shape=(n_rows, n_cols),
         present=present,
@@ -138,4 +152,5 @@ def plan_fusion(layout: Layout) -> FusionPlan:
         x_bounds=x_bounds,
         depth=(dy, dx),
         tile_yx=(h, w),
+        fractions=fractions,
     )

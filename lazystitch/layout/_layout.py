@@ -26,7 +26,8 @@ class Layout:
         Each tile's (row, col) label, sorted (row-major); this is the order used by the
         ``first``/``last`` blend modes.
     positions : ndarray of shape (n_tiles, 2), float64
-        Top-left corner (y, x) of each tile in pixels, in the coordinates they were given in.
+        Top-left corner (y, x) of each tile in pixels, in the coordinates they were given in;
+        fractions place a tile between pixels (fusion interpolates it).
     tile_yx : (int, int)
         Tile height and width in pixels (the last two axes of every tile).
     kind : {"grid", "positions"}
@@ -55,22 +56,39 @@ class Layout:
         object.__setattr__(self, "keys", tuple(self.keys[i] for i in order))
         object.__setattr__(self, "positions", pos[order])
 
+    def _snapped(self) -> np.ndarray:
+        """Positions, with values within 1e-6 px of a whole pixel made whole."""
+        near = np.rint(self.positions)
+        return np.where(np.abs(self.positions - near) < 1e-6, near, self.positions)
+
     @property
     def pixel_positions(self) -> np.ndarray:
-        """Positions rounded to whole pixels, shifted so that the minimum (y, x) is (0, 0).
+        """Whole-pixel placement: the floor of each position, shifted so that the minimum
+        (y, x) is (0, 0). With :attr:`fractions` this is the exact position.
 
         Returns
         -------
         ndarray of shape (n_tiles, 2), int64
         """
-        rounded = np.rint(self.positions).astype(np.int64)
-        return rounded - rounded.min(axis=0)
+        whole = np.floor(self._snapped()).astype(np.int64)
+        return whole - whole.min(axis=0)
+
+    @property
+    def fractions(self) -> np.ndarray:
+        """Sub-pixel part of each position, in [0, 1); all 0 for whole-pixel positions.
+
+        Returns
+        -------
+        ndarray of shape (n_tiles, 2), float64
+        """
+        snapped = self._snapped()
+        return snapped - np.floor(snapped)
 
     @property
     def origin(self) -> tuple[int, int]:
         """The (y, x), in the input coordinates, of the mosaic's pixel (0, 0)."""
-        rounded = np.rint(self.positions).astype(np.int64)
-        return tuple(int(v) for v in rounded.min(axis=0))  # type: ignore[return-value]
+        whole = np.floor(self._snapped()).astype(np.int64)
+        return tuple(int(v) for v in whole.min(axis=0))  # type: ignore[return-value]
 
     @property
     def mosaic_yx(self) -> tuple[int, int]:

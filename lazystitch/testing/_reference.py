@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lazystitch._typing import TileKey
-from lazystitch.fusion import edge_ramp
+from lazystitch.fusion import edge_ramp, resample_axis
 
 __all__ = ["reference_stitch"]
 
@@ -17,12 +17,19 @@ def reference_stitch(
 ) -> np.ndarray:
     """Paste whole tiles into one in-memory mosaic, tile by tile in (row, col) order.
 
-    Positions are rounded to whole pixels and shifted so the minimum is (0, 0); uncovered pixels
-    are 0; integer results are rounded to nearest. The linear weight of a tile pixel is
+    Each tile sits at the floor of its position (shifted so the minimum is (0, 0)) and, where
+    the position has a fraction, is first moved by it with bilinear interpolation; uncovered
+    pixels are 0; integer results are rounded to nearest. The linear weight of a tile pixel is
     ``edge_ramp(H)[i] * edge_ramp(W)[j]``.
     """
     keys = sorted(tiles)
-    pos = {k: (int(np.rint(positions[k][0])), int(np.rint(positions[k][1]))) for k in keys}
+    exact = {}
+    for k in keys:  # whole pixel + fraction, as Layout does (near-whole values snapped)
+        v = np.asarray(positions[k], dtype=np.float64)
+        near = np.rint(v)
+        exact[k] = np.where(np.abs(v - near) < 1e-6, near, v)
+    pos = {k: (int(np.floor(v[0])), int(np.floor(v[1]))) for k, v in exact.items()}
+    frac = {k: exact[k] - np.floor(exact[k]) for k in keys}
     y_min = min(p[0] for p in pos.values())
     x_min = min(p[1] for p in pos.values())
     pos = {k: (y - y_min, x - x_min) for k, (y, x) in pos.items()}
@@ -35,7 +42,13 @@ def reference_stitch(
     order = keys[::-1] if blend == "first" else keys
     for k in order:
         y, x = pos[k]
-        tile = tiles[k].astype(np.float64)
+        tile = tiles[k]
+        if frac[k][0] or frac[k][1]:  # sub-pixel: the tile moved by its fraction (bilinear)
+            if frac[k][0]:
+                tile = resample_axis(tile, frac[k][0], tile.ndim - 2, first=True)
+            if frac[k][1]:
+                tile = resample_axis(tile, frac[k][1], tile.ndim - 1, first=True)
+        tile = tile.astype(np.float64)
         win = (..., slice(y, y + h), slice(x, x + w))
         if blend == "linear":
             wgt = np.multiply.outer(edge_ramp(h), edge_ramp(w))
@@ -55,6 +68,8 @@ def reference_stitch(
             raise ValueError(f"unknown blend {blend!r}")
     if blend in ("linear", "average"):
         num = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    if blend in ("max", "first", "last") and not any(f.any() for f in frac.values()):
+        return num.astype(first.dtype)  # whole pixels: the tiles' own values
     dtype = first.dtype
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)

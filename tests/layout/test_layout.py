@@ -21,13 +21,14 @@ def test_bad_overlap(overlap, message):
         overlap_px(overlap, (100, 100))
 
 
-def test_csv_origin_is_minimum_and_floats_round(tmp_path):
+def test_csv_origin_is_minimum_and_floats_are_whole_plus_fraction(tmp_path):
     p = tmp_path / "pos.csv"
     p.write_text("row,col,y,x,score\n0,0,-5.4,10.6,1\n0,1,-3,100,1\n1,1,85.5,99.2,1\n")
     lay = positions_from_csv(p, (100, 100))
-    assert lay.origin == (-5, 11)
-    np.testing.assert_array_equal(lay.pixel_positions, [[0, 0], [2, 89], [91, 88]])
-    assert lay.mosaic_yx == (191, 189)
+    assert lay.origin == (-6, 10)
+    np.testing.assert_array_equal(lay.pixel_positions, [[0, 0], [3, 90], [91, 89]])
+    np.testing.assert_allclose(lay.fractions, [[0.6, 0.6], [0, 0], [0.5, 0.2]], atol=1e-9)
+    assert lay.mosaic_yx == (191, 190)
     assert lay.keys == ((0, 0), (0, 1), (1, 1))  # missing cell (1, 0) allowed
 
 
