@@ -258,7 +258,7 @@ def _accumulate(
 
 
 def _finish(blend: BlendMode, acc: np.ndarray, weight: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if acc.dtype == dtype:
+    if blend not in _SUMMING and acc.dtype == dtype:
         return acc  # a selecting mode on whole pixels: already the tiles' values
     if blend in _SUMMING:
         np.divide(acc, weight, out=acc, where=weight > 0)

@@ -16,7 +16,7 @@ BLENDS = ["linear", "average", "max", "first", "last"]
 
 
 @pytest.mark.parametrize("lead", [(), (2,)], ids=["2d", "zstack"])
-@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32", "float64"])
 @pytest.mark.parametrize("blend", BLENDS)
 def test_fractional_positions_equal_the_reference(tmp_path, client, blend, dtype, lead):
     s = make_tiles(
