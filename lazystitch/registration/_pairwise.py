@@ -132,12 +132,8 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 def _overlap_score(sa: np.ndarray, sb: np.ndarray, t: tuple[int, int], min_px: int) -> float:
     """NCC of strip a and strip b moved by integer ``t`` (a[p] ~ b[p - t]) over their overlap."""
-    (h, w), (ty, tx) = sa.shape[-2:], t
-    y0, y1 = max(0, ty), min(h, h + ty)
-    x0, x1 = max(0, tx), min(w, w + tx)
-    if (y1 - y0) * (x1 - x0) < min_px:
-        return float("nan")
-    return ncc(sa[..., y0:y1, x0:x1], sb[..., y0 - ty : y1 - ty, x0 - tx : x1 - tx])
+    oa, ob = _overlap(sa, sb, t)
+    return ncc(oa, ob) if oa.size >= min_px else float("nan")
 
 
 def _best_offset(
