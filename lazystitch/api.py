@@ -14,11 +14,12 @@ import dask.array as da
 import numpy as np
 
 from lazystitch._version import __version__
+from lazystitch.cluster import active_client
 from lazystitch.config import StitchConfig, load_config
 from lazystitch.errors import ConfigError
 from lazystitch.fusion import FusionPlan, fuse, plan_fusion
 from lazystitch.io import TileSet, open_tiles_pattern
-from lazystitch.layout import Layout, grid_layout, positions_from_csv, read_positions_csv
+from lazystitch.layout import Layout, grid_layout, positions_layout, read_positions_csv
 from lazystitch.registration import Registration, register
 from lazystitch.writers import ProgressFn, WriteResult, write_hdf5
 
@@ -33,7 +34,7 @@ def load_layout_and_tiles(config: StitchConfig) -> tuple[TileSet, Layout]:
     """Open (header-check) the tiles the config names and build their layout."""
     lay, opts = config.layout, config.tiles
     if lay.positions is not None:
-        keys, _ = read_positions_csv(lay.positions)
+        keys, positions = read_positions_csv(lay.positions)
         grid = None
     else:
         assert lay.grid is not None
@@ -41,7 +42,7 @@ def load_layout_and_tiles(config: StitchConfig) -> tuple[TileSet, Layout]:
         keys = [(r, c) for r in range(grid[0]) for c in range(grid[1])]
     tiles = open_tiles_pattern(opts.pattern, keys, start=opts.start, order=opts.order, grid=grid)
     if grid is None:
-        layout = positions_from_csv(lay.positions, tiles.tile_yx)
+        layout = positions_layout(keys, positions, tiles.tile_yx, lay.positions)
     else:
         layout = grid_layout(*grid, tiles.tile_yx, lay.overlap)
     return tiles, layout
@@ -103,12 +104,7 @@ def _as_config(config: StitchConfig | dict | str | Path) -> StitchConfig:
 
 def _on_cluster(config: StitchConfig, run: Callable[[], T], on_client: Any = None) -> T:
     """Run ``run()`` on the active Client, or on the cluster the config describes."""
-    try:
-        from distributed import get_client
-
-        client = get_client()
-    except ValueError:
-        client = None
+    client = active_client()
     if client is not None:
         if on_client:
             on_client(client)
@@ -133,15 +129,16 @@ def register_tiles(
     """
     config = _as_config(config)
     tiles, layout = load_layout_and_tiles(config)
+    return _on_cluster(config, lambda: _register(config, tiles, layout), on_client)
+
+
+def _register(config: StitchConfig, tiles: TileSet, layout: Layout) -> Registration:
+    """Register as ``config.registration`` says, writing the report if it names a folder."""
     opts = config.registration
-
-    def run() -> Registration:
-        reg = register(tiles, layout, max_shift=opts.max_shift, max_residual=opts.max_residual)
-        if opts.report is not None:
-            reg.write_report(opts.report)
-        return reg
-
-    return _on_cluster(config, run, on_client)
+    reg = register(tiles, layout, max_shift=opts.max_shift, max_residual=opts.max_residual)
+    if opts.report is not None:
+        reg.write_report(opts.report)
+    return reg
 
 
 def prepare(config: StitchConfig | dict | str | Path) -> LazyMosaic:
@@ -163,14 +160,8 @@ def prepare(config: StitchConfig | dict | str | Path) -> LazyMosaic:
 
 
 def _build(config: StitchConfig, tiles: TileSet, layout: Layout) -> LazyMosaic:
-    registration = None
-    if config.registration.enabled:
-        opts = config.registration
-        registration = register(
-            tiles, layout, max_shift=opts.max_shift, max_residual=opts.max_residual
-        )
-        if opts.report is not None:
-            registration.write_report(opts.report)
+    registration = _register(config, tiles, layout) if config.registration.enabled else None
+    if registration is not None:
         layout = registration.layout
     plan = plan_fusion(layout)
     mosaic = fuse(tiles, layout, blend=config.fusion.blend, plan=plan)

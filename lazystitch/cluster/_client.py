@@ -6,12 +6,24 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["cluster_client", "default_workers"]
+__all__ = ["active_client", "cluster_client", "default_workers"]
 
 log = logging.getLogger(__name__)
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 16 << 20}
+
+
+def active_client() -> Any:
+    """The ``distributed`` Client that library code runs on, or None (use dask's local
+    scheduler). Library functions use this and never start a cluster themselves."""
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
 
 
 def default_workers() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import dask
 import dask.array as da
 import numpy as np
@@ -111,6 +113,22 @@ def fuse_region(
     return out
 
 
+def _neighbours(
+    plan: FusionPlan, i: int, j: int, *, centre: bool = False
+) -> Iterator[tuple[int, int, int, int, int, int]]:
+    """``(a, b, ti, tj, y, x)`` for each tile present in the 3x3 grid neighbourhood of (i, j)
+    (the cell itself only with ``centre``), in (row, col) order, which fixes blending order."""
+    n_rows, n_cols = plan.grid_shape
+    for a in (-1, 0, 1):
+        for b in (-1, 0, 1):
+            ti, tj = i + a, j + b
+            if (a, b) == (0, 0) and not centre:
+                continue
+            if 0 <= ti < n_rows and 0 <= tj < n_cols and plan.present[ti, tj]:
+                y, x = (int(v) for v in plan.positions[ti, tj])
+                yield a, b, ti, tj, y, x
+
+
 def _own_only(
     plan: FusionPlan, i: int, j: int, y0: int, y1: int, x0: int, x1: int
 ) -> tuple[int, int, int, int] | None:
@@ -119,24 +137,16 @@ def _own_only(
         return None
     (h, w), (py, px) = plan.tile_yx, (int(v) for v in plan.positions[i, j])
     ey0, ey1, ex0, ex1 = max(y0, py), min(y1, py + h), max(x0, px), min(x1, px + w)
-    n_rows, n_cols = plan.grid_shape
-    for a in (-1, 0, 1):
-        for b in (-1, 0, 1):
-            ti, tj = i + a, j + b
-            if (a, b) == (0, 0) or not (0 <= ti < n_rows and 0 <= tj < n_cols):
-                continue
-            if not plan.present[ti, tj]:
-                continue
-            ny, nx = (int(v) for v in plan.positions[ti, tj])
-            # drop the rows (columns) that a neighbour above/below (left/right) may cover
-            if a < 0:
-                ey0 = max(ey0, ny + h)
-            elif a > 0:
-                ey1 = min(ey1, ny)
-            if b < 0:
-                ex0 = max(ex0, nx + w)
-            elif b > 0:
-                ex1 = min(ex1, nx)
+    for a, b, _, _, ny, nx in _neighbours(plan, i, j):
+        # drop the rows (columns) that a neighbour above/below (left/right) may cover
+        if a < 0:
+            ey0 = max(ey0, ny + h)
+        elif a > 0:
+            ey1 = min(ey1, ny)
+        if b < 0:
+            ex0 = max(ex0, nx + w)
+        elif b > 0:
+            ex1 = min(ex1, nx)
     return (ey0, ey1, ex0, ex1) if ey0 < ey1 and ex0 < ex1 else None
 
 
@@ -158,26 +168,20 @@ def _fuse_window(
     acc_dtype = np.float64 if blend in _SUMMING or plan.fractions is not None else ext.dtype
     acc = np.zeros(out_shape, dtype=acc_dtype)
     weight = np.zeros(out_shape[-2:], dtype=np.float64)  # sum of weights, or coverage count
-    n_rows, n_cols = plan.grid_shape
-    for a in (-1, 0, 1):
-        for b in (-1, 0, 1):
-            ti, tj = i + a, j + b
-            if not (0 <= ti < n_rows and 0 <= tj < n_cols) or not plan.present[ti, tj]:
-                continue
-            py, px = (int(v) for v in plan.positions[ti, tj])
-            # the tile's intersection with the window, in tile coordinates
-            r0, r1 = max(y0, py) - py, min(y1, py + h) - py
-            c0, c1 = max(x0, px) - px, min(x1, px + w) - px
-            if r0 >= r1 or c0 >= c1:
-                continue
-            lo_r, hi_r, off_r = _piece(a, dy, h)
-            lo_c, hi_c, off_c = _piece(b, dx, w)
-            if r0 < lo_r or r1 > hi_r or c0 < lo_c or c1 > hi_c:  # plan_fusion prevents this
-                raise AssertionError(f"tile at grid ({ti}, {tj}) is outside the halo of ({i}, {j})")
-            fy, fx = _fraction(plan, ti, tj)
-            vals = _sample(ext, (r0, r1, off_r, fy), (c0, c1, off_c, fx))
-            sl = (..., slice(py + r0 - y0, py + r1 - y0), slice(px + c0 - x0, px + c1 - x0))
-            _accumulate(blend, acc, weight, sl, vals, edge_ramp(h)[r0:r1], edge_ramp(w)[c0:c1])
+    for a, b, ti, tj, py, px in _neighbours(plan, i, j, centre=True):
+        # the tile's intersection with the window, in tile coordinates
+        r0, r1 = max(y0, py) - py, min(y1, py + h) - py
+        c0, c1 = max(x0, px) - px, min(x1, px + w) - px
+        if r0 >= r1 or c0 >= c1:
+            continue
+        lo_r, hi_r, off_r = _piece(a, dy, h)
+        lo_c, hi_c, off_c = _piece(b, dx, w)
+        if r0 < lo_r or r1 > hi_r or c0 < lo_c or c1 > hi_c:  # plan_fusion prevents this
+            raise AssertionError(f"tile at grid ({ti}, {tj}) is outside the halo of ({i}, {j})")
+        fy, fx = _fraction(plan, ti, tj)
+        vals = _sample(ext, (r0, r1, off_r, fy), (c0, c1, off_c, fx))
+        sl = (..., slice(py + r0 - y0, py + r1 - y0), slice(px + c0 - x0, px + c1 - x0))
+        _accumulate(blend, acc, weight, sl, vals, edge_ramp(h)[r0:r1], edge_ramp(w)[c0:c1])
     return _finish(blend, acc, weight, ext.dtype)
 
 

@@ -5,7 +5,15 @@ from lazystitch.layout._layout import (
     grid_layout,
     overlap_px,
     positions_from_csv,
+    positions_layout,
     read_positions_csv,
 )
 
-__all__ = ["Layout", "grid_layout", "overlap_px", "positions_from_csv", "read_positions_csv"]
+__all__ = [
+    "Layout",
+    "grid_layout",
+    "overlap_px",
+    "positions_from_csv",
+    "positions_layout",
+    "read_positions_csv",
+]

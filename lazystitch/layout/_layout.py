@@ -13,7 +13,14 @@ import numpy as np
 from lazystitch._typing import TileKey
 from lazystitch.errors import ConfigError, LayoutError
 
-__all__ = ["Layout", "grid_layout", "overlap_px", "positions_from_csv", "read_positions_csv"]
+__all__ = [
+    "Layout",
+    "grid_layout",
+    "overlap_px",
+    "positions_from_csv",
+    "positions_layout",
+    "read_positions_csv",
+]
 
 
 @dataclass(frozen=True)
@@ -203,13 +210,19 @@ def read_positions_csv(path: str | Path) -> tuple[list[TileKey], np.ndarray]:
     return keys, np.array(values, dtype=np.float64)
 
 
-def positions_from_csv(path: str | Path, tile_yx: tuple[int, int]) -> Layout:
-    """A layout from a positions CSV (see :func:`read_positions_csv`); grid cells may be missing."""
-    keys, positions = read_positions_csv(path)
+def positions_layout(
+    keys: Sequence[TileKey], positions: np.ndarray, tile_yx: tuple[int, int], source: str | Path
+) -> Layout:
+    """A layout from explicit positions (e.g. the output of :func:`read_positions_csv`)."""
     return Layout(
         keys=tuple(keys),
         positions=positions,
         tile_yx=tile_yx,
         kind="positions",
-        description={"kind": "positions", "csv": str(path)},
+        description={"kind": "positions", "csv": str(source)},
     )
+
+
+def positions_from_csv(path: str | Path, tile_yx: tuple[int, int]) -> Layout:
+    """A layout from a positions CSV (see :func:`read_positions_csv`); grid cells may be missing."""
+    return positions_layout(*read_positions_csv(path), tile_yx, path)

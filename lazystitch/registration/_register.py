@@ -13,6 +13,7 @@ import dask
 import numpy as np
 
 from lazystitch._typing import TileKey
+from lazystitch.cluster import active_client
 from lazystitch.errors import LayoutError
 from lazystitch.io import TileSet
 from lazystitch.layout import Layout
@@ -52,7 +53,8 @@ def _strip(tiles: TileSet, key: TileKey, slices: tuple[slice, slice]):
 def _pair_task(
     strip_a, strip_b, g: PairGeometry, max_shift: float, decoys: int
 ) -> tuple[PairShift, list[float]]:
-    return register_strips(strip_a, strip_b, g, max_shift=max_shift, decoys=decoys)
+    result = register_strips(strip_a, strip_b, g, max_shift=max_shift, decoys=decoys)
+    return result if decoys else (result, [])
 
 
 @dataclass(frozen=True)
@@ -161,12 +163,7 @@ def _num(v: float) -> float | None:
 
 
 def _compute(tasks: list) -> list:
-    try:
-        from distributed import get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
+    client = active_client()
     if client is None:
         return list(dask.compute(*tasks, scheduler="threads"))
     return client.gather(client.compute(tasks))
@@ -224,7 +221,7 @@ def register(
     if check_layout:
 
         def trial(alt_tiles: TileSet, alt_layout: Layout) -> tuple[int, int]:
-            alt_pairs, _ = _measure(alt_tiles, alt_layout, max_shift)
+            alt_pairs, _ = _measure(alt_tiles, alt_layout, max_shift, null=False)
             return sum(p.ok and p.score >= threshold for p in alt_pairs), len(alt_pairs)
 
         advice = suspect_layout(tiles, layout, pairs, threshold, trial)
@@ -241,9 +238,10 @@ def register(
 
 
 def _measure(
-    tiles: TileSet, layout: Layout, max_shift: float
+    tiles: TileSet, layout: Layout, max_shift: float, *, null: bool = True
 ) -> tuple[list[PairShift], list[float]]:
-    """Every neighbouring pair's shift, and the null scores, computed on the active scheduler."""
+    """Every neighbouring pair's shift, and (with ``null``) the null scores, computed on the
+    active scheduler."""
     idx = {k: i for i, k in enumerate(layout.keys)}
     geoms = []
     for a, b in neighbour_pairs(layout):
@@ -251,7 +249,8 @@ def _measure(
         g = pair_geometry(a, b, nominal, layout.tile_yx, margin=math.ceil(max_shift))
         if g is not None:
             geoms.append(g)
-    decoys = 1 if len(geoms) >= 50 else 3  # enough null samples for a 99th percentile
+    # enough null samples for a 99th percentile; none when only the pairs are wanted
+    decoys = 0 if not null else 1 if len(geoms) >= 50 else 3
     task = dask.delayed(_pair_task, pure=True)
     tasks = [
         task(_strip(tiles, g.a, g.a_slices), _strip(tiles, g.b, g.b_slices), g, max_shift, decoys)

@@ -7,7 +7,6 @@ from lazystitch.writers._hdf5 import (
     OutputPaths,
     ProgressFn,
     WriteResult,
-    default_chunks,
     storage_chunks,
     write_hdf5,
 )
@@ -21,7 +20,6 @@ __all__ = [
     "OutputPaths",
     "ProgressFn",
     "WriteResult",
-    "default_chunks",
     "describe_output",
     "storage_chunks",
     "write_hdf5",

@@ -15,7 +15,18 @@ from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._journal import ChunkIndex
 from lazystitch.writers._stream import ChunkTask
 
-__all__ = ["chunk_graph"]
+__all__ = ["chunk_counts", "chunk_graph"]
+
+
+def chunk_counts(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
+    """How many storage chunks cover ``shape`` along each axis.
+
+    Examples
+    --------
+    >>> chunk_counts((1000, 300), (512, 512))
+    (2, 1)
+    """
+    return tuple(-(-int(s) // int(c)) for s, c in zip(shape, chunks, strict=True))
 
 
 def _assemble_encode(
@@ -60,7 +71,7 @@ def chunk_graph(
     """
     (mosaic,) = dask.optimize(mosaic)
     edges = [np.cumsum((0, *c)) for c in mosaic.chunks]
-    n_chunks = [-(-s // c) for s, c in zip(mosaic.shape, chunks, strict=True)]
+    n_chunks = chunk_counts(mosaic.shape, chunks)
     name = f"store-chunk-{tokenize(mosaic.name, chunks, str(codec))}"
     layer: dict = {}
     keys = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -29,13 +30,13 @@ from lazystitch.errors import (
     PartialOutputError,
     ResumeMismatchError,
 )
-from lazystitch.writers._chunks import chunk_graph
+from lazystitch.writers._chunks import chunk_counts, chunk_graph
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._journal import ChunkIndex, ChunkRecord, Journal, read_journal
 from lazystitch.writers._locks import output_lock
 from lazystitch.writers._stream import stream_chunks
 
-__all__ = ["OutputPaths", "WriteResult", "default_chunks", "storage_chunks", "write_hdf5"]
+__all__ = ["OutputPaths", "WriteResult", "storage_chunks", "write_hdf5"]
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +93,6 @@ class OutputPaths:
 
     def leftovers(self) -> list[Path]:
         return [p for p in (self.partial, self.journal, self.prev, self.prev_journal) if p.exists()]
-
-
-def default_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """1 along leading axes, up to 1024 along Y and X."""
-    return storage_chunks(shape, None)
 
 
 def storage_chunks(shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -413,7 +409,7 @@ def write_hdf5(
     paths = OutputPaths(Path(path).absolute())
     chunks = storage_chunks(mosaic.shape, chunks)
     header = _run_header(mosaic, dataset, chunks, codec, fingerprint)
-    total = int(np.prod([-(-s // c) for s, c in zip(mosaic.shape, chunks, strict=True)]))
+    total = math.prod(chunk_counts(mosaic.shape, chunks))
 
     def result(written: int, skipped: int) -> WriteResult:
         return WriteResult(
@@ -443,7 +439,7 @@ def _write_locked(
     mosaic: da.Array, out: _ChunkFile, codec: ChunkCodec, progress: ProgressFn | None
 ) -> tuple[int, int]:
     """The run itself, under the output's lock: returns (chunks written, chunks reused)."""
-    total = int(np.prod([-(-s // c) for s, c in zip(mosaic.shape, out.chunks, strict=True)]))
+    total = math.prod(chunk_counts(mosaic.shape, out.chunks))
     source = out.resume_source
     try:
         done = _copy_verified(*source, out, out.ds.name.lstrip("/")) if source else set()

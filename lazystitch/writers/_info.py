@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from lazystitch.writers._chunks import chunk_counts
 from lazystitch.writers._hdf5 import COMPLETE_ATTR, RUN_ATTR, OutputPaths
 from lazystitch.writers._journal import read_journal
 
@@ -93,9 +95,7 @@ def describe_output(path: str | os.PathLike, dataset: str | None = None) -> dict
     journal = paths.journal if src == paths.partial else paths.prev_journal
     if journal.exists():
         header, records = read_journal(journal)
-        total = int(
-            np.prod([-(-s // c) for s, c in zip(header["shape"], header["chunks"], strict=True)])
-        )
+        total = math.prod(chunk_counts(header["shape"], header["chunks"]))
         info["chunks_written"], info["chunks_total"] = len(records), total
     info["hint"] = "continue it with --resume, or start over with --overwrite"
     return info

@@ -22,6 +22,8 @@ from typing import Any
 from dask.core import get_dependencies
 from dask.highlevelgraph import HighLevelGraph
 
+from lazystitch.cluster import active_client
+
 __all__ = ["ChunkTask", "stream_chunks"]
 
 ChunkIndex = tuple[int, ...]
@@ -97,12 +99,7 @@ def stream_chunks(
     """
     groups = _groups(todo, band)
     closure = _Closure(graph)
-    try:
-        from distributed import as_completed, get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
+    client = active_client()
     if client is None:
         from dask.threaded import get
 
@@ -112,6 +109,8 @@ def stream_chunks(
             results = get(closure.subgraph(keys), keys)
             yield from zip((t.index for t in part), results, strict=True)
         return
+
+    from distributed import as_completed
 
     subgraphs = [closure.subgraph([t.key for t in g]) for g in groups]
     bands = [
