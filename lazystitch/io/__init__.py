@@ -1,6 +1,7 @@
 """Readers: find tiles, check their headers, expose them as lazy dask arrays."""
 
 from lazystitch.io._pattern import ORDERS, acquisition_index, pattern_fields, tile_paths
+from lazystitch.io._region import read_tiff_region
 from lazystitch.io._tiff import TiffHeader, read_tiff, tiff_header
 from lazystitch.io._tiles import TileSet, open_tiles, open_tiles_pattern
 
@@ -13,6 +14,7 @@ __all__ = [
     "open_tiles_pattern",
     "pattern_fields",
     "read_tiff",
+    "read_tiff_region",
     "tiff_header",
     "tile_paths",
 ]

@@ -1,5 +1,10 @@
 """Pairwise shifts between overlapping tiles: phase correlation on the overlap strips, with the
-wrap-around ambiguity resolved by normalized cross-correlation (NCC) of the actual overlap."""
+wrap-around ambiguity resolved by normalized cross-correlation (NCC) of the actual overlap.
+
+Each strip is transformed once: its band-passed version and both spectra (raw and band-passed)
+serve every correlation, every candidate and the decoys. Strips are cut to lengths whose FFT is
+fast (5-smooth), since a prime length (an overlap of 137 px) makes every transform ~4x slower.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft as sfft
 from skimage.registration import phase_cross_correlation
 
 from lazystitch._typing import TileKey
@@ -35,6 +41,10 @@ class PairGeometry:
     b_slices: tuple[slice, slice]
     base: tuple[int, int]
 
+    @property
+    def strip_yx(self) -> tuple[int, int]:
+        return tuple(s.stop - s.start for s in self.a_slices)
+
 
 @dataclass(frozen=True)
 class PairShift:
@@ -56,6 +66,17 @@ class PairShift:
         return self.error is None and math.isfinite(self.score)
 
 
+def _shorter_fast_len(n: int) -> int:
+    """The largest length <= n whose FFT is fast (n itself if it is).
+
+    >>> _shorter_fast_len(137), _shorter_fast_len(1024), _shorter_fast_len(1)
+    (135, 1024, 1)
+    """
+    while n > 1 and sfft.next_fast_len(n) != n:
+        n -= 1
+    return n
+
+
 def pair_geometry(
     a: TileKey,
     b: TileKey,
@@ -65,7 +86,10 @@ def pair_geometry(
 ) -> PairGeometry | None:
     """The strips of tiles ``a`` and ``b`` (b at ``nominal`` relative to a) to correlate.
 
-    Returns None if the tiles do not overlap at their nominal positions.
+    The nominal overlap, widened by at least ``margin`` px into each tile along the axis that
+    separates them (a little more, up to a fast FFT length, where the tile allows), and trimmed
+    along the other axis to a fast FFT length. Returns None if the tiles do not overlap at their
+    nominal positions.
     """
     h, w = tile_yx
     dy, dx = (round(v) for v in nominal)
@@ -82,12 +106,22 @@ def pair_geometry(
     size = (h, w)[axis]
     extent = a_rng[axis][1] - a_rng[axis][0]
     m = max(0, min(margin, size - extent))
+    fast = sfft.next_fast_len(extent + m)
+    if fast <= size:
+        m = fast - extent
     if d >= 0:  # b lies after a: a's strip grows backwards, b's forwards
         a_rng[axis][0] -= m
         b_rng[axis][1] += m
     else:
         a_rng[axis][1] += m
         b_rng[axis][0] -= m
+    # trim the other axis (centred) to a fast length: a few pixels of overlap less
+    other = 1 - axis
+    length = a_rng[other][1] - a_rng[other][0]
+    cut = length - _shorter_fast_len(length)
+    for rng in (a_rng, b_rng):
+        rng[other][0] += cut // 2
+        rng[other][1] -= cut - cut // 2
     base = (a_rng[0][0] - b_rng[0][0], a_rng[1][0] - b_rng[1][0])
     return PairGeometry(
         a=a,
@@ -103,14 +137,36 @@ def band_pass(strip: np.ndarray, fine: float = 1.0, coarse: float | None = None)
     """Difference of Gaussians: drops pixel noise and what varies slowly (vignetting, uneven
     illumination, background), which otherwise dominate both correlation and score.
 
-    ``coarse`` defaults to 8 px, less for narrow strips (a sixth of the shorter side, >= 2 px).
-    """
-    from scipy.ndimage import gaussian_filter
+    Filtered in the DCT domain of the strip padded by replicating its edges (so edges behave
+    like scipy.ndimage's ``mode="nearest"``, which scores overlaps better than mirrored or
+    periodic edges), at the cost of two fast transforms whatever the widths. ``coarse``
+    defaults to 8 px, less for narrow strips (a sixth of the shorter side, >= 2 px).
 
+    Examples
+    --------
+    >>> x = np.zeros((32, 32), np.float32); x[16, 16] = 1
+    >>> y = band_pass(x)
+    >>> np.unravel_index(np.argmax(y), y.shape)
+    (np.int64(16), np.int64(16))
+    """
     if coarse is None:
         coarse = float(np.clip(min(strip.shape[-2:]) / 6, 2.0, 8.0))
-    x = strip.astype(np.float32)
-    return gaussian_filter(x, fine, mode="nearest") - gaussian_filter(x, coarse, mode="nearest")
+    shape = strip.shape[-2:]
+    pad = math.ceil(2 * coarse)
+    widths = [(0, 0)] * (strip.ndim - 2) + [
+        (pad, sfft.next_fast_len(n + 2 * pad, real=True) - n - pad) for n in shape
+    ]
+    x = np.pad(strip.astype(np.float32), widths, mode="edge")
+    axes = (-2, -1)
+    spec = sfft.dctn(x, type=2, axes=axes, norm="ortho")
+    w2 = [(np.pi * np.arange(n, dtype=np.float32) / n) ** 2 for n in x.shape[-2:]]
+
+    def gauss(sigma: float) -> np.ndarray:
+        return np.exp(-0.5 * sigma**2 * w2[0])[:, None] * np.exp(-0.5 * sigma**2 * w2[1])
+
+    spec *= gauss(fine) - gauss(coarse)
+    out = sfft.idctn(spec, type=2, axes=axes, norm="ortho")
+    return out[..., pad : pad + shape[0], pad : pad + shape[1]]
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -130,64 +186,38 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b) / den if den > 0 else float("nan")
 
 
-def _overlap_score(sa: np.ndarray, sb: np.ndarray, t: tuple[int, int], min_px: int) -> float:
-    """NCC of strip a and strip b moved by integer ``t`` (a[p] ~ b[p - t]) over their overlap."""
-    oa, ob = _overlap(sa, sb, t)
-    return ncc(oa, ob) if oa.size >= min_px else float("nan")
+@dataclass(frozen=True)
+class _Strip:
+    """A strip prepared once: raw and band-passed pixels, and the spectra of both."""
+
+    raw: np.ndarray
+    bp: np.ndarray
+    raw_f: np.ndarray
+    bp_f: np.ndarray
+
+    @classmethod
+    def of(cls, pixels: np.ndarray) -> _Strip:
+        raw = np.ascontiguousarray(pixels, dtype=np.float32)
+        bp = band_pass(raw)
+        return cls(raw, bp, sfft.fft2(raw), sfft.fft2(bp))
+
+    def flipped(self, flip: tuple[slice, slice]) -> _Strip:
+        raw, bp = np.ascontiguousarray(self.raw[flip]), np.ascontiguousarray(self.bp[flip])
+        return _Strip(raw, bp, sfft.fft2(raw), sfft.fft2(bp))
 
 
-def _best_offset(
-    peaks: list[np.ndarray],
-    a: np.ndarray,
-    b: np.ndarray,
-    g: PairGeometry,
-    max_shift: float,
-    min_overlap_px: int,
-) -> tuple[float, tuple[float, float]] | None:
-    """Score every wrap-around image of each phase-correlation peak that lies within
-    ``max_shift`` of the nominal offset by the NCC of the overlap (a, b band-passed); best wins.
-    On a tie the earlier peak wins."""
-    n = a.shape
-    best: tuple[float, tuple[float, float]] | None = None
-    for shift in peaks:
-        for ky, kx in itertools.product((0, -1, 1), repeat=2):
-            t = (shift[0] + ky * n[0], shift[1] + kx * n[1])
-            off = (g.base[0] + t[0], g.base[1] + t[1])
-            if abs(off[0] - g.nominal[0]) > max_shift or abs(off[1] - g.nominal[1]) > max_shift:
-                continue
-            score = _overlap_score(a, b, (round(t[0]), round(t[1])), min_overlap_px)
-            if math.isfinite(score) and (best is None or score > best[0]):
-                best = (score, off)
-    return best
+def _surfaces(a: _Strip, b: _Strip) -> tuple[np.ndarray, np.ndarray]:
+    """The phase-correlation surfaces of the band-passed and of the raw strips (where one
+    peaks at t, b moved by t matches a). Both are real, so one inverse FFT gives both: the
+    band-passed one as its real part, the raw one as its imaginary part."""
 
+    def whitened(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
+        cross = fa * np.conj(fb)
+        cross /= np.maximum(np.abs(cross), 1e-12)
+        return cross
 
-def _window_peaks(
-    a: np.ndarray, b: np.ndarray, g: PairGeometry, max_shift: float, k: int
-) -> list[tuple[int, int]]:
-    """The ``k`` highest local maxima of the phase correlation of a and b, among the integer
-    shifts t (strip b moved by t onto strip a) whose offset ``base + t`` lies within
-    ``max_shift`` of the nominal one. Reading the surface inside that window, with every
-    wrap-around image of a shift, is what lets a weak true peak beat a strong wrong one
-    elsewhere (repeating patterns)."""
-    fa, fb = np.fft.rfft2(a), np.fft.rfft2(b)
-    cross = fa * np.conj(fb)
-    cross /= np.maximum(np.abs(cross), 1e-12)
-    surface = np.fft.irfft2(cross, s=a.shape)
-    ranges = []
-    for axis in range(2):
-        centre = g.nominal[axis] - g.base[axis]
-        lo, hi = math.ceil(centre - max_shift), math.floor(centre + max_shift)
-        ranges.append(np.arange(lo, hi + 1))
-    if not all(len(r) for r in ranges):
-        return []
-    window = surface[np.ix_(ranges[0] % a.shape[0], ranges[1] % a.shape[1])]
-    from scipy.ndimage import maximum_filter
-
-    is_peak = window == maximum_filter(window, size=3, mode="nearest")
-    flat = np.flatnonzero(is_peak)
-    top = flat[np.argsort(window.ravel()[flat])[::-1][:k]]
-    rows, cols = np.unravel_index(top, window.shape)
-    return [(int(ranges[0][r]), int(ranges[1][c])) for r, c in zip(rows, cols, strict=True)]
+    both = sfft.ifft2(whitened(a.bp_f, b.bp_f) + 1j * whitened(a.raw_f, b.raw_f))
+    return both.real, both.imag
 
 
 def _overlap(a: np.ndarray, b: np.ndarray, t: tuple[int, int]):
@@ -198,44 +228,87 @@ def _overlap(a: np.ndarray, b: np.ndarray, t: tuple[int, int]):
     return a[..., y0:y1, x0:x1], b[..., y0 - ty : y1 - ty, x0 - tx : x1 - tx]
 
 
-def _peak(a: np.ndarray, b: np.ndarray, upsample: int) -> list[np.ndarray]:
-    try:
-        return [phase_cross_correlation(a, b, upsample_factor=upsample)[0]]
-    except (ValueError, FloatingPointError):  # pragma: no cover (degenerate input)
-        return []
+def _in_window(t: tuple[int, int], g: PairGeometry, max_shift: float) -> bool:
+    return all(abs(g.base[i] + t[i] - g.nominal[i]) <= max_shift for i in range(2))
 
 
-def _search(
-    a: np.ndarray,
-    b: np.ndarray,
-    raw_a: np.ndarray,
-    raw_b: np.ndarray,
-    g: PairGeometry,
-    max_shift: float,
-    upsample: int,
-    min_overlap_px: int,
-) -> tuple[float, tuple[float, float]] | None:
-    """The best (score, offset) of b relative to a: a, b band-passed strips, raw_a/raw_b raw."""
-    # band-passed strips give the sharper peak when wide, raw ones when narrow (the filter needs
-    # room): take both; on a tie (same whole-pixel shift) the one expected to be sharper wins
-    filtered = _peak(a, b, upsample)
-    raw = _peak(raw_a, raw_b, upsample)
-    peaks = filtered + raw if min(a.shape) >= WIDE_STRIP_PX else raw + filtered
-    best = _best_offset(peaks, a, b, g, max_shift, min_overlap_px)
-    # the strongest peaks inside the allowed window, as further candidates: they win only by a
-    # strictly better score, i.e. where the global peaks lie elsewhere (repeating patterns)
-    in_window = [np.array(t, dtype=float) for t in _window_peaks(a, b, g, max_shift, 4)]
-    window = _best_offset(in_window, a, b, g, max_shift, min_overlap_px)
-    if window is not None and (best is None or window[0] > best[0] + 1e-9):
-        t = (round(window[1][0] - g.base[0]), round(window[1][1] - g.base[1]))
-        oa, ob = _overlap(raw_a, raw_b, t)
-        sub = np.zeros(2)
-        if min(oa.shape) >= 8:
-            with np.errstate(all="ignore"):
-                sub = phase_cross_correlation(oa, ob, upsample_factor=upsample)[0]
-            sub = sub if np.all(np.abs(sub) <= 1.0) else np.zeros(2)
-        best = (window[0], (g.base[0] + t[0] + sub[0], g.base[1] + t[1] + sub[1]))
+def _candidates(
+    a: _Strip, b: _Strip, g: PairGeometry, max_shift: float, k: int = 4
+) -> list[tuple[int, int]]:
+    """Integer shifts t (b moved by t onto a) to score, in order of preference: the global
+    peaks of the band-passed and of the raw correlation (which first depends on the strip
+    width), each with every wrap-around image inside the window, then the ``k`` highest local
+    maxima of the band-passed surface inside the window. Reading the surface inside the window
+    is what lets a weak true peak beat a strong wrong one elsewhere (repeating patterns)."""
+    n = a.raw.shape
+    bp, raw = _surfaces(a, b)
+    surfaces = (bp, raw) if min(n) >= WIDE_STRIP_PX else (raw, bp)
+    out: list[tuple[int, int]] = []
+
+    def add(t: tuple[int, int]) -> None:
+        if t not in out and _in_window(t, g, max_shift):
+            out.append(t)
+
+    for s in surfaces:
+        py, px = np.unravel_index(int(np.argmax(s)), n)
+        for ky, kx in itertools.product((0, -1, 1), repeat=2):
+            add((int(py) + ky * n[0], int(px) + kx * n[1]))
+    ranges = []
+    for axis in range(2):
+        centre = g.nominal[axis] - g.base[axis]
+        lo, hi = math.ceil(centre - max_shift), math.floor(centre + max_shift)
+        ranges.append(np.arange(lo, hi + 1))
+    if all(len(r) for r in ranges):
+        from scipy.ndimage import maximum_filter
+
+        window = bp[np.ix_(ranges[0] % n[0], ranges[1] % n[1])]
+        is_peak = window == maximum_filter(window, size=3, mode="nearest")
+        flat = np.flatnonzero(is_peak)
+        for i in flat[np.argsort(window.ravel()[flat])[::-1][:k]]:
+            r, c = np.unravel_index(i, window.shape)
+            add((int(ranges[0][r]), int(ranges[1][c])))
+    return out
+
+
+def _best(
+    a: _Strip, b: _Strip, g: PairGeometry, max_shift: float, min_overlap_px: int
+) -> tuple[float, tuple[int, int]] | None:
+    """The candidate shift whose band-passed overlap correlates best (the earlier on a tie)."""
+    best = None
+    for t in _candidates(a, b, g, max_shift):
+        oa, ob = _overlap(a.bp, b.bp, t)
+        score = ncc(oa, ob) if oa.size >= min_overlap_px else float("nan")
+        if math.isfinite(score) and (best is None or score > best[0]):
+            best = (score, t)
     return best
+
+
+def _sub_pixel(a: _Strip, b: _Strip, t: tuple[int, int], upsample: int) -> np.ndarray:
+    """Integer shift t refined to sub-pixel by scikit-image's upsampled phase correlation of
+    the whole strips, band-passed and raw (from their spectra; the band-passed first when the
+    strips are wide). The first estimate that rounds to t (or to one of its wrap-around
+    images) wins, else the first within a pixel of it; failing both, the phase correlation of
+    the overlap at t."""
+    n = np.array(a.raw.shape)
+    wide = min(n) >= WIDE_STRIP_PX
+    spectra = [(a.bp_f, b.bp_f), (a.raw_f, b.raw_f)]
+    near = []
+    for fa, fb in spectra if wide else spectra[::-1]:
+        with np.errstate(all="ignore"):
+            shift = phase_cross_correlation(fa, fb, upsample_factor=upsample, space="fourier")[0]
+        shift = shift + n * np.round((np.array(t) - shift) / n)
+        if np.array_equal(np.round(shift), t):
+            return shift
+        near.append(shift)
+    for shift in near:
+        if np.all(np.abs(shift - t) <= 1.0):
+            return shift
+    oa, ob = _overlap(a.bp if wide else a.raw, b.bp if wide else b.raw, t)
+    sub = np.zeros(2)
+    if min(oa.shape) >= 8:
+        with np.errstate(all="ignore"):
+            sub = phase_cross_correlation(oa, ob, upsample_factor=upsample)[0]
+    return np.array(t) + (sub if np.all(np.abs(sub) <= 1.0) else 0.0)
 
 
 # deliberately wrong pairings of a pair's strips: b turned by 180 degrees, flipped, mirrored
@@ -258,10 +331,11 @@ def register_strips(
 ) -> PairShift | tuple[PairShift, list[float]]:
     """Measure the offset of b relative to a from their strips (2-D, equal shape).
 
-    Candidates: the sub-pixel peaks of ``skimage.registration.phase_cross_correlation`` of the
-    raw and of the band-passed strips, with their wrap-around images, and the strongest peaks of
-    the correlation surface inside the window of shifts within ``max_shift`` of the nominal
-    offset. Each is scored by the NCC of the actual (band-passed) overlap; the best one wins.
+    Candidates: the peaks of the phase correlation of the raw and of the band-passed strips,
+    with their wrap-around images, and the strongest peaks of the band-passed correlation
+    surface inside the window of shifts within ``max_shift`` of the nominal offset. Each is
+    scored by the NCC of the actual (band-passed) overlap; the best one wins and is refined to
+    sub-pixel by ``skimage.registration.phase_cross_correlation``.
 
     With ``decoys=k`` (1 to 3) also return the scores that the very same search reaches on ``k``
     deliberately wrong pairings (b's strip turned by 180 degrees, flipped, mirrored): samples
@@ -279,16 +353,17 @@ def register_strips(
         return result(failed(f"strips differ in shape: {strip_a.shape} vs {strip_b.shape}"), [])
     if not (np.ptp(strip_a) > 0 and np.ptp(strip_b) > 0):
         return result(failed("a strip is featureless (constant)"), [])
-    a, b = band_pass(strip_a), band_pass(strip_b)
-    raw_a, raw_b = strip_a.astype(np.float32), strip_b.astype(np.float32)
-    best = _search(a, b, raw_a, raw_b, g, max_shift, upsample, min_overlap_px)
+    a, b = _Strip.of(strip_a), _Strip.of(strip_b)
+    best = _best(a, b, g, max_shift, min_overlap_px)
     if best is None:
         shift = failed(f"no offset within max_shift={max_shift} px of the nominal one correlates")
     else:
-        shift = PairShift(g.a, g.b, g.nominal, (float(best[1][0]), float(best[1][1])), best[0])
+        score, t = best
+        fine = _sub_pixel(a, b, t, upsample)
+        offset = (g.base[0] + float(fine[0]), g.base[1] + float(fine[1]))
+        shift = PairShift(g.a, g.b, g.nominal, offset, score)
     null = []
     for flip in DECOYS[:decoys]:  # the filter is symmetric: flipping commutes with it
-        wrong, wrong_raw = np.ascontiguousarray(b[flip]), np.ascontiguousarray(raw_b[flip])
-        decoy = _search(a, wrong, raw_a, wrong_raw, g, max_shift, 1, min_overlap_px)
+        decoy = _best(a, b.flipped(flip), g, max_shift, min_overlap_px)
         null.append(decoy[0] if decoy else float("nan"))
     return result(shift, null)

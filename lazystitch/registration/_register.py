@@ -11,6 +11,7 @@ from typing import Any
 
 import dask
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from lazystitch._typing import TileKey
 from lazystitch.cluster import active_client
@@ -42,19 +43,21 @@ def neighbour_pairs(layout: Layout) -> list[tuple[TileKey, TileKey]]:
     ]
 
 
-def _strip(tiles: TileSet, key: TileKey, slices: tuple[slice, slice]):
-    tile = tiles.dask_tile(key)
-    lead = tile.ndim - 2
-    if lead:  # z/t stacks register in Y, X on a maximum projection
-        tile = tile.max(axis=tuple(range(lead)))
-    return tile[slices]
-
-
 def _pair_task(
-    strip_a, strip_b, g: PairGeometry, max_shift: float, decoys: int
-) -> tuple[PairShift, list[float]]:
-    result = register_strips(strip_a, strip_b, g, max_shift=max_shift, decoys=decoys)
-    return result if decoys else (result, [])
+    read_a: tuple[np.ndarray, int],
+    read_b: tuple[np.ndarray, int],
+    g: PairGeometry,
+    max_shift: float,
+    decoys: int,
+) -> tuple[PairShift, list[float], int]:
+    """Register one pair from its two partial reads: (shift, null scores, bytes read)."""
+    (a, read), (b, read_b) = read_a, read_b
+    lead = tuple(range(a.ndim - 2))
+    if lead:  # z/t stacks register in Y, X on a maximum projection
+        a, b = a.max(axis=lead), b.max(axis=lead)
+    result = register_strips(a, b, g, max_shift=max_shift, decoys=decoys)
+    shift, null = result if decoys else (result, [])
+    return shift, null, read + read_b
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,13 @@ class Registration:
     threshold: float
     null_scores: list[float]
     max_shift: float
+    bytes_read: int = 0
+    strip_bytes: int = 0
+
+    @property
+    def read_amplification(self) -> float:
+        """Bytes read from the tile files / bytes of the strips (1.0: only the strips)."""
+        return self.bytes_read / self.strip_bytes if self.strip_bytes else float("nan")
 
     @property
     def labels(self) -> dict[TileKey, str]:
@@ -116,6 +126,11 @@ class Registration:
                 "max": _num(max(self.null_scores, default=float("nan"))),
             },
             "stage_model": sol.stage_model,
+            "reads": {
+                "bytes_read": self.bytes_read,
+                "strip_bytes": self.strip_bytes,
+                "amplification": _num(self.read_amplification),
+            },
             "summary": {
                 label: labels.count(label) for label in ("registered", "stage-model", "isolated")
             }
@@ -165,7 +180,11 @@ def _num(v: float) -> float | None:
 def _compute(tasks: list) -> list:
     client = active_client()
     if client is None:
-        return list(dask.compute(*tasks, scheduler="threads"))
+        # one BLAS thread per task thread: scikit-image's sub-pixel step multiplies matrices,
+        # and OpenBLAS threads under each task thread made two threads slower than one
+        # (dask's worker processes get the same limit from distributed's nanny)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return list(dask.compute(*tasks, scheduler="threads"))
     return client.gather(client.compute(tasks))
 
 
@@ -213,7 +232,7 @@ def register(
     tiles does, without reading any extra tile.
     """
     max_shift = float(max_shift if max_shift is not None else default_max_shift(layout.tile_yx))
-    pairs, null = _measure(tiles, layout, max_shift)
+    pairs, null, reads = _measure(tiles, layout, max_shift)
     threshold = float(np.percentile(null, 99)) if null else 0.0
     sol = solve_positions(
         list(layout.keys), layout.positions, pairs, threshold=threshold, max_residual=max_residual
@@ -221,7 +240,7 @@ def register(
     if check_layout:
 
         def trial(alt_tiles: TileSet, alt_layout: Layout) -> tuple[int, int]:
-            alt_pairs, _ = _measure(alt_tiles, alt_layout, max_shift, null=False)
+            alt_pairs, _, _ = _measure(alt_tiles, alt_layout, max_shift, null=False)
             return sum(p.ok and p.score >= threshold for p in alt_pairs), len(alt_pairs)
 
         advice = suspect_layout(tiles, layout, pairs, threshold, trial)
@@ -234,14 +253,14 @@ def register(
         kind="registered",
         description={**layout.description, "registered": True, "max_shift": max_shift},
     )
-    return Registration(registered, sol, pairs, threshold, null, max_shift)
+    return Registration(registered, sol, pairs, threshold, null, max_shift, *reads)
 
 
 def _measure(
     tiles: TileSet, layout: Layout, max_shift: float, *, null: bool = True
-) -> tuple[list[PairShift], list[float]]:
-    """Every neighbouring pair's shift, and (with ``null``) the null scores, computed on the
-    active scheduler."""
+) -> tuple[list[PairShift], list[float], tuple[int, int]]:
+    """Every neighbouring pair's shift, (with ``null``) the null scores, and (bytes read, bytes
+    of the strips), computed on the active scheduler from partial reads of the strips."""
     idx = {k: i for i, k in enumerate(layout.keys)}
     geoms = []
     for a, b in neighbour_pairs(layout):
@@ -253,8 +272,20 @@ def _measure(
     decoys = 0 if not null else 1 if len(geoms) >= 50 else 3
     task = dask.delayed(_pair_task, pure=True)
     tasks = [
-        task(_strip(tiles, g.a, g.a_slices), _strip(tiles, g.b, g.b_slices), g, max_shift, decoys)
+        task(
+            tiles.read_region(g.a, g.a_slices),
+            tiles.read_region(g.b, g.b_slices),
+            g,
+            max_shift,
+            decoys,
+        )
         for g in geoms
     ]
     results = _compute(tasks) if tasks else []
-    return [r[0] for r in results], [s for r in results for s in r[1] if math.isfinite(s)]
+    planes = math.prod(tiles.shape[:-2])
+    strip_bytes = sum(2 * math.prod(g.strip_yx) for g in geoms) * planes * tiles.dtype.itemsize
+    return (
+        [r[0] for r in results],
+        [s for r in results for s in r[1] if math.isfinite(s)],
+        (sum(r[2] for r in results), strip_bytes),
+    )

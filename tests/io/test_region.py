@@ -1,0 +1,65 @@
+"""Partial reads: the window's pixels, whatever the TIFF layout, and only the bytes needed."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from lazystitch.errors import TileError
+from lazystitch.io import read_tiff_region
+
+IMAGE = (np.arange(300 * 200) * 7 % 65521).astype(np.uint16).reshape(300, 200)
+WINDOWS = [
+    (slice(0, 300), slice(150, 200)),  # a right-hand strip
+    (slice(250, 300), slice(0, 200)),  # a bottom strip
+    (slice(17, 33), slice(63, 129)),  # straddles segment borders
+]
+LAYOUTS = {
+    "contiguous": {},
+    "big-endian": {"byteorder": ">"},
+    "strips-zlib": {"rowsperstrip": 16, "compression": "zlib"},
+    "tiles-zlib": {"tile": (64, 64), "compression": "zlib"},
+    "tiles-lzw-predictor": {"tile": (32, 48), "compression": "lzw", "predictor": True},
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("window", WINDOWS)
+def test_window_pixels_equal_the_whole_read(tmp_path, layout, window):
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, IMAGE, **LAYOUTS[layout])
+    pixels, nbytes = read_tiff_region(path, IMAGE.shape, IMAGE.dtype, window)
+    np.testing.assert_array_equal(pixels, IMAGE[window])
+    assert nbytes > 0
+
+
+def test_contiguous_reads_only_the_rows_of_the_window(tmp_path):
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, IMAGE)
+    _, nbytes = read_tiff_region(path, IMAGE.shape, IMAGE.dtype, (slice(250, 300), slice(0, 200)))
+    assert nbytes == 50 * 200 * 2
+
+
+def test_tiled_reads_only_the_tiles_the_window_touches(tmp_path):
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, IMAGE, tile=(64, 64))  # 5 x 4 tiles of 8 KiB
+    _, nbytes = read_tiff_region(path, IMAGE.shape, IMAGE.dtype, (slice(0, 300), slice(150, 200)))
+    assert nbytes == 5 * 2 * 64 * 64 * 2  # the last two tile columns only
+    with tifffile.TiffFile(path) as tif:
+        assert nbytes < sum(tif.pages[0].databytecounts) / 1.9
+
+
+def test_z_stack_window_of_every_plane(tmp_path):
+    stack = np.stack([IMAGE, IMAGE // 2, IMAGE // 3])
+    path = tmp_path / "z.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    window = (slice(250, 300), slice(0, 200))
+    pixels, nbytes = read_tiff_region(path, stack.shape, stack.dtype, window)
+    np.testing.assert_array_equal(pixels, stack[:, 250:300])
+    assert nbytes == pixels.nbytes
+
+
+def test_a_file_that_changed_is_named(tmp_path):
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, IMAGE[:100])
+    with pytest.raises(TileError, match=r"t\.tif changed after it was checked"):
+        read_tiff_region(path, IMAGE.shape, IMAGE.dtype, WINDOWS[0])
