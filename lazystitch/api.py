@@ -111,10 +111,7 @@ def _on_cluster(config: StitchConfig, run: Callable[[], T], on_client: Any = Non
         return run()
     from lazystitch.cluster import cluster_client
 
-    cl = config.cluster
-    with cluster_client(
-        scheduler=cl.scheduler, workers=cl.workers, memory_limit=cl.memory_limit
-    ) as client:
+    with cluster_client(**config.cluster.model_dump()) as client:
         if on_client:
             on_client(client)
         return run()

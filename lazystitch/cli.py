@@ -99,13 +99,20 @@ MemoryOpt = Annotated[str | None, typer.Option("--memory-limit", help="Per worke
 SchedulerOpt = Annotated[
     str | None, typer.Option("--scheduler", help="Address of an existing scheduler.")
 ]
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster", help="local, address, slurm, pbs, sge or lsf (see cluster: in YAML)."
+    ),
+]
+JobsOpt = Annotated[int | None, typer.Option("--jobs", help="Worker jobs of a batch cluster.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing output.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary last.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
 def _input_overrides(
-    tiles, grid, overlap, positions, start, order, workers, memory_limit, scheduler
+    tiles, grid, overlap, positions, start, order, workers, memory_limit, scheduler, kind, jobs
 ) -> dict:
     """Config overrides from the flags that say which tiles, where, and on which cluster."""
     return {
@@ -115,7 +122,13 @@ def _input_overrides(
             "overlap": overlap,
             "positions": str(positions) if positions else None,
         },
-        "cluster": {"workers": workers, "memory_limit": memory_limit, "scheduler": scheduler},
+        "cluster": {
+            "kind": kind or ("address" if scheduler else None),
+            "workers": workers,
+            "memory_limit": memory_limit,
+            "scheduler": scheduler,
+            "jobs": jobs,
+        },
     }
 
 
@@ -145,6 +158,8 @@ def stitch(
     workers: WorkersOpt = None,
     memory_limit: MemoryOpt = None,
     scheduler: SchedulerOpt = None,
+    cluster: ClusterOpt = None,
+    jobs: JobsOpt = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a partial run.")] = False,
     as_json: JsonOpt = False,
@@ -156,7 +171,17 @@ def stitch(
     from lazystitch.config import load_config
 
     overrides = _input_overrides(
-        tiles, grid, overlap, positions, start, order, workers, memory_limit, scheduler
+        tiles,
+        grid,
+        overlap,
+        positions,
+        start,
+        order,
+        workers,
+        memory_limit,
+        scheduler,
+        cluster,
+        jobs,
     )
     overrides |= {
         "registration": {
@@ -207,6 +232,8 @@ def register_cmd(
     workers: WorkersOpt = None,
     memory_limit: MemoryOpt = None,
     scheduler: SchedulerOpt = None,
+    cluster: ClusterOpt = None,
+    jobs: JobsOpt = None,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -221,7 +248,17 @@ def register_cmd(
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
     overrides = _input_overrides(
-        tiles, grid, overlap, positions, start, order, workers, memory_limit, scheduler
+        tiles,
+        grid,
+        overlap,
+        positions,
+        start,
+        order,
+        workers,
+        memory_limit,
+        scheduler,
+        cluster,
+        jobs,
     )
     overrides["registration"] = {"max_shift": max_shift, "report": str(report) if report else None}
     cfg = load_config(config, overrides)

@@ -175,12 +175,54 @@ class RegistrationOptions(_Model):
     )
 
 
+CLUSTER_KINDS = ("local", "address", "slurm", "pbs", "sge", "lsf")
+
+
 class ClusterOptions(_Model):
+    kind: Literal["local", "address", "slurm", "pbs", "sge", "lsf"] = Field(
+        "local",
+        description="local (a LocalCluster), address (an existing scheduler) or a "
+        "dask-jobqueue kind: slurm, pbs, sge, lsf. Default: address if scheduler is set, "
+        "else local.",
+    )
     workers: int | None = Field(None, ge=1, description="Worker processes (default: one per core).")
     memory_limit: str = Field("auto", description="Memory limit per worker, e.g. '4GiB'.")
     scheduler: str | None = Field(
         None, description="Address of an existing dask scheduler instead of a LocalCluster."
     )
+    jobs: int = Field(
+        2, ge=1, description="Worker jobs kept running (a job that dies is replaced)."
+    )
+    max_jobs: int | None = Field(
+        None, ge=1, description="Scale adaptively from jobs up to this many with the load."
+    )
+    jobqueue: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Settings passed to dask-jobqueue's cluster class (cores, memory, walltime, "
+        "queue, account, job_script_prologue, interface, log_directory, ...).",
+    )
+    wait_timeout: float = Field(
+        300.0, gt=0, description="Seconds to wait for the first worker to join."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") is None:
+            data = {**data, "kind": "address" if data.get("scheduler") else "local"}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterOptions:
+        if self.kind == "address" and not self.scheduler:
+            raise ValueError("scheduler is required when kind is address")
+        if self.scheduler and self.kind != "address":
+            raise ValueError(f"scheduler is only used with kind address, not {self.kind}")
+        if self.jobqueue and self.kind in ("local", "address"):
+            raise ValueError(f"jobqueue is only used with slurm, pbs, sge or lsf, not {self.kind}")
+        if self.max_jobs is not None and self.max_jobs < self.jobs:
+            raise ValueError(f"max_jobs ({self.max_jobs}) is less than jobs ({self.jobs})")
+        return self
 
 
 class StitchConfig(_Model):

@@ -1,0 +1,246 @@
+"""Cluster backends: an existing scheduler, a killed worker, SLURM jobs (one cancelled), configs."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import psutil
+import pytest
+
+from lazystitch.cluster import jobqueue_cluster
+from lazystitch.config import load_config
+from lazystitch.errors import ConfigError
+from lazystitch.testing import make_tiles
+from lazystitch.writers import OutputPaths
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+TOOLS = Path(__file__).parents[2] / "tools"
+
+
+def _stitch(s, out, *cluster):
+    return [
+        sys.executable,
+        "-m",
+        "lazystitch",
+        "stitch",
+        "--tiles",
+        s.pattern,
+        "--positions",
+        str(s.positions_csv),
+        "--out",
+        str(out),
+        "--chunks",
+        "24,24",
+        "--compression",
+        "gzip:6",
+        "--json",
+        "--quiet",
+        *cluster,
+    ]
+
+
+def _mosaic(path):
+    with h5py.File(path) as f:
+        return f["mosaic"][...]
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """A tile set big enough to kill things mid-run, and its mosaic from a plain local run."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    s = make_tiles(tmp / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8, seed=7)
+    local = tmp / "local.h5"
+    res = subprocess.run(_stitch(s, local, "--workers", "2"), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return s, _mosaic(local)
+
+
+def _wait_for_progress(out, proc, chunks, timeout=120):
+    journal = OutputPaths(out).journal
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if journal.read_text().count("\n") > chunks:
+                return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before the fault; make the job larger"
+    raise AssertionError("no progress within the timeout")
+
+
+def _finish(proc, timeout=300):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_existing_scheduler_and_workers_started_by_hand(tmp_path, job):
+    s, want = job
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-dashboard",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        procs += [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        out = tmp_path / "m.h5"
+        res = subprocess.run(
+            _stitch(s, out, "--scheduler", address), capture_output=True, text=True, timeout=300
+        )
+        assert res.returncode == 0, res.stderr
+        np.testing.assert_array_equal(_mosaic(out), want)
+        assert all(p.poll() is None for p in procs)  # lazystitch left the cluster running
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+            p.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_does_not_change_the_mosaic(tmp_path, job):
+    s, want = job
+    out = tmp_path / "m.h5"
+    proc = subprocess.Popen(
+        _stitch(s, out, "--workers", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_progress(out, proc, chunks=100)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers, "no worker processes found"
+    os.kill(workers[0].pid, signal.SIGKILL)  # one worker process, by pid
+    summary = _finish(proc)
+    assert summary["chunks_written"] == summary["chunks_total"]
+    np.testing.assert_array_equal(_mosaic(out), want)
+
+
+def _slurm_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    res = subprocess.run([str(TOOLS / "slurm-localhost"), "status"], capture_output=True)
+    return res.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _slurm_up(), reason="no SLURM here: run tools/slurm-localhost start")
+def test_slurm_jobs_with_one_cancelled_mid_run_give_the_local_mosaic(tmp_path, job):
+    s, want = job
+    out = tmp_path / "m.h5"
+    config = tmp_path / "slurm.yaml"
+    config.write_text(
+        f"""
+tiles: {{pattern: "{s.pattern}"}}
+layout: {{positions: "{s.positions_csv}"}}
+output: {{path: "{out}", chunks: [24, 24], compression: "gzip:6"}}
+cluster:
+  kind: slurm
+  jobs: 2
+  wait_timeout: 120
+  jobqueue:
+    cores: 1
+    memory: 1GiB
+    walltime: "00:20:00"
+    interface: lo
+    log_directory: "{tmp_path / "logs"}"
+    job_name: lazystitch-test
+"""
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lazystitch", "stitch", str(config), "--json", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_progress(out, proc, chunks=100, timeout=180)
+        jobs = subprocess.run(
+            ["squeue", "-h", "-n", "lazystitch-test", "-t", "RUNNING", "-o", "%i"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert jobs, "no running worker job"
+        subprocess.run(["scancel", jobs[0]], check=True)
+        summary = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert summary["chunks_written"] == summary["chunks_total"]
+    np.testing.assert_array_equal(_mosaic(out), want)
+    deadline = time.monotonic() + 30  # the cluster cancels its jobs on the way out
+    while time.monotonic() < deadline:
+        left = subprocess.run(
+            ["squeue", "-h", "-n", "lazystitch-test", "-o", "%i"], capture_output=True, text=True
+        ).stdout.split()
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left
+
+
+@pytest.mark.parametrize("kind", ["slurm", "pbs", "sge", "lsf"])
+def test_batch_configs_pass_their_settings_to_dask_jobqueue(tmp_path, monkeypatch, kind):
+    monkeypatch.chdir(tmp_path)  # the examples log to a relative folder
+    cfg = load_config(CONFIGS / f"{kind}.yaml")
+    assert cfg.cluster.kind == kind and cfg.cluster.jobs == 4
+    cluster = jobqueue_cluster(kind, cfg.cluster.jobqueue)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert cfg.cluster.jobqueue["queue"] in script
+    assert "export MALLOC_MMAP_THRESHOLD_=16777216" in script
+    assert "source /path/to/venv/bin/activate" in script
+
+
+def test_address_config_and_unknown_jobqueue_settings(tmp_path, monkeypatch):
+    cfg = load_config(CONFIGS / "address.yaml")
+    assert cfg.cluster.kind == "address" and cfg.cluster.scheduler.startswith("tcp://")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"cluster\.jobqueue: .*no_such_setting"):
+        jobqueue_cluster("slurm", {"no_such_setting": 1}).close()
