@@ -18,7 +18,7 @@ LAYOUTS = {
     "big-endian": {"byteorder": ">"},
     "strips-zlib": {"rowsperstrip": 16, "compression": "zlib"},
     "tiles-zlib": {"tile": (64, 64), "compression": "zlib"},
-    "tiles-lzw-predictor": {"tile": (32, 48), "compression": "lzw", "predictor": True},
+    "tiles-zlib-predictor": {"tile": (32, 48), "compression": "zlib", "predictor": True},
 }
 
 
