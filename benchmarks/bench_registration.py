@@ -76,7 +76,7 @@ def psnr(mosaic: np.ndarray, positions: dict, origin, s, keys) -> float:
     for k in s.empty:
         y, x = s.true_positions[k]
         inside[round(y) - 4 : round(y) + h + 4, round(x) - 4 : round(x) + w + 4] = False
-    qy, qx = np.nonzero(np.ones(mosaic.shape, bool))
+    qy, qx = np.indices(mosaic.shape).reshape(2, -1)
     sy, sx = qy + shift[0], qx + shift[1]
     iy, ix = np.rint(sy).astype(int), np.rint(sx).astype(int)
     ok = (iy >= 0) & (ix >= 0) & (iy < inside.shape[0]) & (ix < inside.shape[1])

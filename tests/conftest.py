@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 
 import pytest
 
@@ -52,3 +53,33 @@ def any_client(request):
     c = request.getfixturevalue("_cluster1" if request.param == 1 else "_cluster2")
     with c.as_current():
         yield c
+
+
+def _stitch_command(tiles, out, *extra: str) -> list[str]:
+    """``lazystitch stitch`` of a ``make_tiles`` set at its positions, in small gzip chunks
+    (many chunks: a run lasts long enough to be interrupted), JSON summary last."""
+    return [
+        sys.executable,
+        "-m",
+        "lazystitch",
+        "stitch",
+        "--tiles",
+        tiles.pattern,
+        "--positions",
+        str(tiles.positions_csv),
+        "--out",
+        str(out),
+        "--chunks",
+        "24,24",
+        "--compression",
+        "gzip:9",
+        "--json",
+        "--quiet",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def stitch_command():
+    """Builds the argv of a CLI stitch run (see ``_stitch_command``)."""
+    return _stitch_command

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import h5py
@@ -14,6 +13,8 @@ import pytest
 from lazystitch.testing import make_tiles
 from lazystitch.writers import OutputPaths
 
+TWO_WORKERS = ("--workers", "2")
+
 
 def _journal_lines(path):
     try:
@@ -22,40 +23,19 @@ def _journal_lines(path):
         return -1
 
 
-def _stitch(s, out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "lazystitch",
-        "stitch",
-        "--tiles",
-        s.pattern,
-        "--positions",
-        str(s.positions_csv),
-        "--out",
-        str(out),
-        "--chunks",
-        "24,24",
-        "--compression",
-        "gzip:9",
-        "--workers",
-        "2",
-        "--json",
-        "--quiet",
-        *extra,
-    ]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", [0, 1])
-def test_kill_9_then_resume_gives_identical_data(tmp_path, trial):
+def test_kill_9_then_resume_gives_identical_data(tmp_path, trial, stitch_command):
     s = make_tiles(
         tmp_path / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8, seed=trial
     )
     out = tmp_path / "m.h5"
     paths = OutputPaths(out)
     proc = subprocess.Popen(
-        _stitch(s, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        stitch_command(s, out, *TWO_WORKERS),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     want = 1 + 3 * trial  # kill after a different amount of progress in each trial
     deadline = time.monotonic() + 120
@@ -72,7 +52,12 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, trial):
     durable = _journal_lines(paths.journal)
     assert durable > 0
 
-    res = subprocess.run(_stitch(s, out, "--resume"), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        stitch_command(s, out, *TWO_WORKERS, "--resume"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["chunks_skipped"] >= durable - 1  # at most the torn last line is lost
@@ -81,7 +66,9 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, trial):
     assert not paths.leftovers()
 
     clean = tmp_path / "clean.h5"
-    ref = subprocess.run(_stitch(s, clean), capture_output=True, text=True, timeout=300)
+    ref = subprocess.run(
+        stitch_command(s, clean, *TWO_WORKERS), capture_output=True, text=True, timeout=300
+    )
     assert ref.returncode == 0, ref.stderr
     with h5py.File(out) as a, h5py.File(clean) as b:
         np.testing.assert_array_equal(a["mosaic"][...], b["mosaic"][...])
@@ -89,17 +76,22 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, trial):
 
 
 @pytest.mark.slow
-def test_concurrent_run_is_refused_while_the_first_writes(tmp_path):
+def test_concurrent_run_is_refused_while_the_first_writes(tmp_path, stitch_command):
     s = make_tiles(tmp_path / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8)
     out = tmp_path / "m.h5"
-    first = subprocess.Popen(_stitch(s, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        stitch_command(s, out, *TWO_WORKERS), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     lock = tmp_path / "m.h5.lock"
     deadline = time.monotonic() + 60
     while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert lock.exists(), "the first run never took the lock"
     second = subprocess.run(
-        _stitch(s, out, "--resume"), capture_output=True, text=True, timeout=120
+        stitch_command(s, out, *TWO_WORKERS, "--resume"),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert second.returncode == 1
     assert (

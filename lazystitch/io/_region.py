@@ -9,7 +9,7 @@ import numpy as np
 import tifffile
 
 from lazystitch._typing import Shape
-from lazystitch.errors import TileError, TileNotFoundError
+from lazystitch.io._tiff import check_unchanged, reading
 
 __all__ = ["read_tiff_region"]
 
@@ -29,32 +29,21 @@ def read_tiff_region(
     """
     y, x = (s.indices(n) for s, n in zip(window, shape[-2:], strict=True))
     out_shape = (*shape[:-2], y[1] - y[0], x[1] - x[0])
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            pages = list(series.pages)
-            if tuple(series.shape) != tuple(shape) or series.dtype != dtype:
-                raise TileError(
-                    f"tile file {path} changed after it was checked: expected {tuple(shape)} "
-                    f"{dtype}, found {tuple(series.shape)} {series.dtype}"
-                )
-            planes = math.prod(shape[:-2])
-            if len(pages) != planes or any(
-                p is None or tuple(p.shape) != tuple(shape[-2:]) for p in pages
-            ):
-                whole = series.asarray()
-                read = sum(int(c) for p in pages if p is not None for c in p.databytecounts)
-                return np.ascontiguousarray(whole[..., window[0], window[1]]), read
-            out = np.empty((planes, *out_shape[-2:]), dtype)
-            read = 0
-            for i, page in enumerate(pages):
-                read += _page_window(tif, page, (slice(*y[:2]), slice(*x[:2])), out[i])
-    except FileNotFoundError:
-        raise TileNotFoundError(f"tile file {path} disappeared after it was checked") from None
-    except TileError:
-        raise
-    except Exception as exc:
-        raise TileError(f"tile file {path} could not be read: {exc}") from None
+    with reading(path), tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        pages = list(series.pages)
+        check_unchanged(path, shape, dtype, series)
+        planes = math.prod(shape[:-2])
+        if len(pages) != planes or any(
+            p is None or tuple(p.shape) != tuple(shape[-2:]) for p in pages
+        ):
+            whole = series.asarray()
+            read = sum(int(c) for p in pages if p is not None for c in p.databytecounts)
+            return np.ascontiguousarray(whole[..., window[0], window[1]]), read
+        out = np.empty((planes, *out_shape[-2:]), dtype)
+        read = 0
+        for i, page in enumerate(pages):
+            read += _page_window(tif, page, (slice(*y[:2]), slice(*x[:2])), out[i])
     return out.reshape(out_shape), read
 
 

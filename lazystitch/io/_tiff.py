@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,20 +88,34 @@ def _data_end(series: tifffile.TiffPageSeries) -> int:
     return end
 
 
+@contextlib.contextmanager
+def reading(path: str | os.PathLike) -> Iterator[None]:
+    """Turn any failure while reading a checked tile's pixels into an error naming the file."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise TileNotFoundError(f"tile file {path} disappeared after it was checked") from None
+    except TileError:
+        raise
+    except Exception as exc:
+        raise TileError(f"tile file {path} could not be read: {exc}") from None
+
+
+def check_unchanged(path: str | os.PathLike, shape: Shape, dtype: np.dtype, found) -> None:
+    """Raise if ``found`` (an array or a tifffile series) no longer has the checked shape/dtype."""
+    if tuple(found.shape) != tuple(shape) or found.dtype != dtype:
+        raise TileError(
+            f"tile file {path} changed after it was checked: expected {tuple(shape)} {dtype}, "
+            f"found {tuple(found.shape)} {found.dtype}"
+        )
+
+
 def read_tiff(path: str | os.PathLike, shape: Shape, dtype: np.dtype) -> np.ndarray:
     """Read a whole tile (its first series) and check it has the expected shape and dtype.
 
     This is the function every lazy tile task runs (on a worker).
     """
-    try:
+    with reading(path):
         data = tifffile.imread(path, series=0)
-    except FileNotFoundError:
-        raise TileNotFoundError(f"tile file {path} disappeared after it was checked") from None
-    except Exception as exc:
-        raise TileError(f"tile file {path} could not be read: {exc}") from None
-    if data.shape != tuple(shape) or data.dtype != dtype:
-        raise TileError(
-            f"tile file {path} changed after it was checked: expected {tuple(shape)} {dtype}, "
-            f"read {data.shape} {data.dtype}"
-        )
+    check_unchanged(path, shape, dtype, data)
     return data

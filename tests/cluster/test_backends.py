@@ -25,40 +25,18 @@ CONFIGS = Path(__file__).parents[2] / "configs"
 TOOLS = Path(__file__).parents[2] / "tools"
 
 
-def _stitch(s, out, *cluster):
-    return [
-        sys.executable,
-        "-m",
-        "lazystitch",
-        "stitch",
-        "--tiles",
-        s.pattern,
-        "--positions",
-        str(s.positions_csv),
-        "--out",
-        str(out),
-        "--chunks",
-        "24,24",
-        "--compression",
-        "gzip:6",
-        "--json",
-        "--quiet",
-        *cluster,
-    ]
-
-
 def _mosaic(path):
     with h5py.File(path) as f:
         return f["mosaic"][...]
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
+def job(tmp_path_factory, stitch_command):
     """A tile set big enough to kill things mid-run, and its mosaic from a plain local run."""
     tmp = tmp_path_factory.mktemp("cluster")
     s = make_tiles(tmp / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8, seed=7)
     local = tmp / "local.h5"
-    res = subprocess.run(_stitch(s, local, "--workers", "2"), capture_output=True, text=True)
+    res = subprocess.run(stitch_command(s, local, "--workers", "2"), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return s, _mosaic(local)
 
@@ -90,7 +68,7 @@ def _free_port():
 
 
 @pytest.mark.slow
-def test_existing_scheduler_and_workers_started_by_hand(tmp_path, job):
+def test_existing_scheduler_and_workers_started_by_hand(tmp_path, job, stitch_command):
     s, want = job
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -129,7 +107,10 @@ def test_existing_scheduler_and_workers_started_by_hand(tmp_path, job):
         ]
         out = tmp_path / "m.h5"
         res = subprocess.run(
-            _stitch(s, out, "--scheduler", address), capture_output=True, text=True, timeout=300
+            stitch_command(s, out, "--scheduler", address),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert res.returncode == 0, res.stderr
         np.testing.assert_array_equal(_mosaic(out), want)
@@ -141,11 +122,11 @@ def test_existing_scheduler_and_workers_started_by_hand(tmp_path, job):
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_run_does_not_change_the_mosaic(tmp_path, job):
+def test_a_worker_killed_mid_run_does_not_change_the_mosaic(tmp_path, job, stitch_command):
     s, want = job
     out = tmp_path / "m.h5"
     proc = subprocess.Popen(
-        _stitch(s, out, "--workers", "2"),
+        stitch_command(s, out, "--workers", "2"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -176,7 +157,7 @@ def test_slurm_jobs_with_one_cancelled_mid_run_give_the_local_mosaic(tmp_path, j
         f"""
 tiles: {{pattern: "{s.pattern}"}}
 layout: {{positions: "{s.positions_csv}"}}
-output: {{path: "{out}", chunks: [24, 24], compression: "gzip:6"}}
+output: {{path: "{out}", chunks: [24, 24], compression: "gzip:9"}}
 cluster:
   kind: slurm
   jobs: 2
