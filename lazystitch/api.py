@@ -208,6 +208,8 @@ def stitch(
             overwrite=out.overwrite,
             resume=out.resume,
             progress=progress,
+            mode=out.write_mode,
+            shard=out.shard,
         )
 
     return _on_cluster(config, run, on_client)

@@ -58,15 +58,13 @@ def _show_dashboard(client: object) -> None:
     _say(f"lazystitch: {nworkers} worker(s); dashboard: {link or 'not available'}")
 
 
-def _parse_chunks(value: str | None) -> list[int] | None:
+def _parse_chunks(value: str | None, flag: str) -> list[int] | None:
     if value is None:
         return None
     try:
         return [int(v) for v in value.replace("x", ",").split(",") if v.strip()]
     except ValueError:
-        raise typer.BadParameter(
-            f"--chunks must be integers like 1024,1024; got {value!r}"
-        ) from None
+        raise typer.BadParameter(f"{flag} must be integers like 4,4; got {value!r}") from None
 
 
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML config; flags override its keys.")]
@@ -160,6 +158,17 @@ def stitch(
     scheduler: SchedulerOpt = None,
     cluster: ClusterOpt = None,
     jobs: JobsOpt = None,
+    write_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--write-mode",
+            help="single (one process writes; default), shards (workers write shard files, "
+            "assembled into one file) or virtual (shards + a virtual-dataset file).",
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None, typer.Option("--shard", help="Shard size in chunks, Y,X (default 4,4).")
+    ] = None,
     overwrite: OverwriteOpt = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a partial run.")] = False,
     as_json: JsonOpt = False,
@@ -193,10 +202,12 @@ def stitch(
         "output": {
             "path": str(out) if out else None,
             "dataset": dataset,
-            "chunks": _parse_chunks(chunks),
+            "chunks": _parse_chunks(chunks, "--chunks"),
             "compression": compression,
             "overwrite": overwrite or None,
             "resume": resume or None,
+            "write_mode": write_mode,
+            "shard": _parse_chunks(shard, "--shard"),
         },
     }
     cfg = load_config(config, overrides)
@@ -206,7 +217,8 @@ def stitch(
     if not quiet:
         _say(
             f"lazystitch: wrote {result.out}:{result.dataset} {tuple(result.shape)} {result.dtype} "
-            f"({result.chunks_written} chunks written, {result.chunks_skipped} reused) "
+            f"({result.chunks_written} chunks written, {result.chunks_skipped} reused; "
+            f"write mode {result.write_mode}) "
             f"in {result.seconds:.1f} s"
         )
     if as_json:

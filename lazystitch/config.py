@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lazystitch.errors import ConfigError
 from lazystitch.fusion import BlendMode
 from lazystitch.io import pattern_fields
-from lazystitch.writers import ChunkCodec
+from lazystitch.writers import ChunkCodec, WriteMode
 
 __all__ = [
     "ClusterOptions",
@@ -140,15 +140,27 @@ class WriteOptions(_Model):
     )
     overwrite: bool = Field(False, description="Replace an existing output or partial run.")
     resume: bool = Field(False, description="Continue a partial (interrupted) run.")
+    write_mode: WriteMode = Field(
+        WriteMode.single,
+        description="single: workers encode chunks, one process writes the file (one machine; "
+        "the default). shards: workers write shard files beside the output (a filesystem all "
+        "workers see), assembled into one self-contained file at the end. virtual: the shards "
+        "stay in OUT.shards/ and OUT is an HDF5 virtual dataset over them.",
+    )
+    shard: tuple[int, ...] | None = Field(
+        None,
+        description="Shard size in storage chunks for the shard write modes: 'Y,X', one value "
+        "for square shards, or one per axis; default 4x4.",
+    )
 
-    @field_validator("chunks", mode="before")
+    @field_validator("chunks", "shard", mode="before")
     @classmethod
-    def _parse_chunks(cls, v: Any) -> Any:
+    def _parse_chunks(cls, v: Any, info: Any) -> Any:
         if v is None:
             return v
-        nums = _numbers(v, "chunks")
+        nums = _numbers(v, info.field_name)
         if any(x < 1 or x != int(x) for x in nums):
-            raise ValueError(f"chunks must be positive integers; got {v!r}")
+            raise ValueError(f"{info.field_name} must be positive integers; got {v!r}")
         return tuple(int(x) for x in nums)
 
     @field_validator("compression")

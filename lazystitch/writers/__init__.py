@@ -1,16 +1,15 @@
 """Writers: store a lazy mosaic in a chunked HDF5 dataset, exactly once, resumably."""
 
 from lazystitch.writers._codec import ChunkCodec, Compression
+from lazystitch.writers._files import COMPLETE_ATTR, RUN_ATTR, OutputPaths
 from lazystitch.writers._hdf5 import (
-    COMPLETE_ATTR,
-    RUN_ATTR,
-    OutputPaths,
     ProgressFn,
     WriteResult,
     storage_chunks,
     write_hdf5,
 )
 from lazystitch.writers._info import describe_output
+from lazystitch.writers._shards import ShardError, WriteMode
 
 __all__ = [
     "COMPLETE_ATTR",
@@ -19,6 +18,8 @@ __all__ = [
     "Compression",
     "OutputPaths",
     "ProgressFn",
+    "ShardError",
+    "WriteMode",
     "WriteResult",
     "describe_output",
     "storage_chunks",

@@ -9,7 +9,6 @@ whose bytes still verify (CRC-32) into a fresh partial file and computes only th
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -32,17 +31,24 @@ from lazystitch.errors import (
 )
 from lazystitch.writers._chunks import chunk_counts, chunk_graph
 from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._files import (
+    COMPLETE_ATTR,
+    LIBVER,
+    OutputPaths,
+    create_dataset,
+    differences,
+    final_header,
+    fsync_path,
+    remove,
+)
 from lazystitch.writers._journal import ChunkIndex, ChunkRecord, Journal, read_journal
 from lazystitch.writers._locks import output_lock
+from lazystitch.writers._shards import WriteMode, shard_shape, write_sharded
 from lazystitch.writers._stream import stream_chunks
 
 __all__ = ["OutputPaths", "WriteResult", "storage_chunks", "write_hdf5"]
 
 log = logging.getLogger(__name__)
-
-COMPLETE_ATTR = "lazystitch_complete"
-RUN_ATTR = "lazystitch_run"
-LIBVER = ("v108", "v108")  # HDF5 >= 1.8 can read it; allows attributes > 64 KiB (tile tables)
 
 ProgressFn = Callable[[int, int], None]
 
@@ -61,38 +67,13 @@ class WriteResult:
     chunks_written: int
     chunks_skipped: int
     seconds: float
+    write_mode: str = "single"
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["out"] = str(self.out)
         d["shape"], d["chunks"] = list(self.shape), list(self.chunks)
         return d
-
-
-@dataclass(frozen=True)
-class OutputPaths:
-    """The final path and the files of a run in progress beside it."""
-
-    final: Path
-
-    @property
-    def partial(self) -> Path:
-        return self.final.with_name(self.final.name + ".partial")
-
-    @property
-    def journal(self) -> Path:
-        return self.final.with_name(self.final.name + ".partial.journal")
-
-    @property
-    def prev(self) -> Path:
-        return self.final.with_name(self.final.name + ".partial.prev")
-
-    @property
-    def prev_journal(self) -> Path:
-        return self.final.with_name(self.final.name + ".partial.prev.journal")
-
-    def leftovers(self) -> list[Path]:
-        return [p for p in (self.partial, self.journal, self.prev, self.prev_journal) if p.exists()]
 
 
 def storage_chunks(shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -128,9 +109,14 @@ def storage_chunks(shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> tu
 
 
 def _run_header(
-    mosaic: da.Array, dataset: str, chunks: tuple[int, ...], codec: ChunkCodec, fingerprint: str
+    mosaic: da.Array,
+    dataset: str,
+    chunks: tuple[int, ...],
+    codec: ChunkCodec,
+    fingerprint: str,
+    shard: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
-    return {
+    header = {
         "format": 1,
         "dataset": dataset,
         "shape": list(mosaic.shape),
@@ -139,19 +125,9 @@ def _run_header(
         "compression": str(codec),
         "inputs": fingerprint,
     }
-
-
-def _differences(old: dict, new: dict) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if shard is not None:  # the shard write modes; their files hold the same chunk bytes
+        header["shard"] = list(shard)
+    return header
 
 
 class _ChunkFile:
@@ -173,19 +149,7 @@ class _ChunkFile:
         self.chunks = tuple(header["chunks"])
         self.batch_bytes, self.batch_seconds = batch_bytes, batch_seconds
         self.file = h5py.File(paths.partial, "w", libver=LIBVER)
-        self.ds = self.file.create_dataset(
-            header["dataset"],
-            shape=tuple(header["shape"]),
-            dtype=np.dtype(header["dtype"]),
-            chunks=self.chunks,
-            fillvalue=0,
-            track_times=False,
-            **codec.dataset_kwargs(),
-        )
-        for k, v in attrs.items():
-            self.ds.attrs[k] = v
-        self.ds.attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
-        self.ds.attrs[COMPLETE_ATTR] = False
+        self.ds = create_dataset(self.file, header, codec, attrs)
         self._sync_file()
         self.journal = Journal(paths.journal, header)
         self.pending: list[ChunkRecord] = []
@@ -224,9 +188,10 @@ class _ChunkFile:
         self.commit()
         self.ds.attrs[COMPLETE_ATTR] = True
         self.file.close()
-        _fsync_path(self.paths.partial)
+        fsync_path(self.paths.partial)
         os.replace(self.paths.partial, self.paths.final)
-        _fsync_path(self.paths.final.parent)
+        fsync_path(self.paths.final.parent)
+        remove(self.paths.virtual_shards)  # an old virtual output's shards, now replaced
         self.journal.close()
         self.paths.journal.unlink(missing_ok=True)
 
@@ -244,8 +209,8 @@ def _check_paths(paths: OutputPaths, header: dict, *, overwrite: bool, resume: b
     """Refuse to clobber; return True if the final output is already complete and matching."""
     if paths.final.exists() and not overwrite:
         if resume:
-            old = _final_header(paths.final, header["dataset"])
-            if old is not None and not _differences(old, header):
+            old = final_header(paths.final, header["dataset"])
+            if old is not None and not differences(old, header):
                 return True
         raise OutputExistsError(
             f"output {paths.final} already exists; pass --overwrite to replace it"
@@ -258,19 +223,8 @@ def _check_paths(paths: OutputPaths, header: dict, *, overwrite: bool, resume: b
         )
     if overwrite and not resume:
         for p in leftovers:
-            p.unlink()
+            remove(p)
     return False
-
-
-def _final_header(path: Path, dataset: str) -> dict | None:
-    try:
-        with h5py.File(path, "r") as f:
-            ds = f[dataset]
-            if not bool(ds.attrs.get(COMPLETE_ATTR, False)):
-                return None
-            return json.loads(ds.attrs[RUN_ATTR])
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def _resume_source(paths: OutputPaths, header: dict) -> tuple[Path, Path] | None:
@@ -278,20 +232,25 @@ def _resume_source(paths: OutputPaths, header: dict) -> tuple[Path, Path] | None
 
     Files are only moved once the check has passed.
     """
+    if paths.shards.exists():
+        raise ResumeMismatchError(
+            f"cannot resume {paths.shards}: it was started with a shard write mode (shards or "
+            "virtual); resume with that mode, or pass --overwrite to start over"
+        )
     if paths.prev.exists() and paths.prev_journal.exists():  # a resume died while copying
         src, src_journal = paths.prev, paths.prev_journal
     elif paths.partial.exists() and paths.journal.exists():
         src, src_journal = paths.partial, paths.journal
     else:
         for p in paths.leftovers():  # nothing usable (no journal): start afresh
-            p.unlink()
+            remove(p)
         return None
     try:
         old_header, _ = read_journal(src_journal)
     except (ValueError, OSError):
         old_header = None
     if old_header is not None:
-        diff = _differences(old_header, header)
+        diff = differences(old_header, header)
         if diff:
             raise ResumeMismatchError(
                 f"cannot resume {src}: it was started with other settings ("
@@ -355,6 +314,8 @@ def write_hdf5(
     overwrite: bool = False,
     resume: bool = False,
     progress: ProgressFn | None = None,
+    mode: WriteMode | str = WriteMode.single,
+    shard: tuple[int, ...] | None = None,
     batch_bytes: int = 64 << 20,
     batch_seconds: float = 1.0,
 ) -> WriteResult:
@@ -384,6 +345,15 @@ def write_hdf5(
         Continue a partial run, recomputing only chunks not durably written.
     progress : callable(done, total), optional
         Called as chunks are written.
+    mode : {"single", "shards", "virtual"}
+        ``single``: workers encode chunks and this process writes them (one machine).
+        ``shards``: workers write shard files beside the output (a filesystem they all see),
+        assembled at the end into one self-contained file by copying the compressed chunk
+        bytes. ``virtual``: the shards stay in ``PATH.shards/`` and ``PATH`` is a virtual
+        dataset over them. All three give the same data; ``single`` and ``shards`` the same
+        chunk bytes.
+    shard : tuple of int, optional
+        Shard size in storage chunks, ``(Y, X)`` or one per axis (default 4 x 4).
     batch_bytes, batch_seconds : int, float
         A batch of written chunks is made durable (flush, fsync, journal) when it reaches this
         many bytes or this age.
@@ -406,9 +376,11 @@ def write_hdf5(
     """
     t0 = time.perf_counter()
     codec = codec if isinstance(codec, ChunkCodec) else ChunkCodec.parse(codec)
+    mode = WriteMode(mode)
     paths = OutputPaths(Path(path).absolute())
     chunks = storage_chunks(mosaic.shape, chunks)
-    header = _run_header(mosaic, dataset, chunks, codec, fingerprint)
+    shard = None if mode is WriteMode.single else shard_shape(mosaic.ndim, shard)
+    header = _run_header(mosaic, dataset, chunks, codec, fingerprint, shard)
     total = math.prod(chunk_counts(mosaic.shape, chunks))
 
     def result(written: int, skipped: int) -> WriteResult:
@@ -423,6 +395,7 @@ def write_hdf5(
             written,
             skipped,
             time.perf_counter() - t0,
+            mode.value,
         )
 
     paths.final.parent.mkdir(parents=True, exist_ok=True)
@@ -430,8 +403,22 @@ def write_hdf5(
         if _check_paths(paths, header, overwrite=overwrite, resume=resume):
             log.info("%s is already complete with these settings; nothing to do", paths.final)
             return result(0, total)
-        out = _ChunkFile(paths, header, codec, attrs or {}, batch_bytes, batch_seconds, resume)
-        written, skipped = _write_locked(mosaic, out, codec, progress)
+        if mode is WriteMode.single:
+            out = _ChunkFile(paths, header, codec, attrs or {}, batch_bytes, batch_seconds, resume)
+            written, skipped = _write_locked(mosaic, out, codec, progress)
+        else:
+            assert shard is not None
+            written, skipped = write_sharded(
+                mosaic,
+                paths,
+                header,
+                codec,
+                attrs or {},
+                mode=mode,
+                shard=shard,
+                resume=resume,
+                progress=progress,
+            )
     return result(written, skipped)
 
 

@@ -12,8 +12,9 @@ import h5py
 import numpy as np
 
 from lazystitch.writers._chunks import chunk_counts
-from lazystitch.writers._hdf5 import COMPLETE_ATTR, RUN_ATTR, OutputPaths
+from lazystitch.writers._files import COMPLETE_ATTR, RUN_ATTR, OutputPaths
 from lazystitch.writers._journal import read_journal
+from lazystitch.writers._shards import RECORDS_ATTR
 
 __all__ = ["describe_output"]
 
@@ -34,7 +35,15 @@ def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
             "chunks": list(ds.chunks) if ds.chunks else None,
             "compression": _compression(ds),
             "complete": bool(attrs.get(COMPLETE_ATTR, False)),
+            "storage": "chunked" if ds.chunks else "contiguous",
         }
+        if ds.is_virtual:  # write mode virtual: chunks and compression are the shards'
+            sources = {vs.file_name for vs in ds.virtual_sources()}
+            folders = sorted({str(Path(n).parent) for n in sources})
+            info["storage"] = f"virtual: {len(sources)} shard files in {', '.join(folders)}"
+            if RUN_ATTR in attrs:
+                run = json.loads(attrs[RUN_ATTR])
+                info["chunks"], info["compression"] = run["chunks"], run["compression"]
         if "tile_positions" in attrs:
             info["tiles"] = int(np.asarray(attrs["tile_positions"]).shape[0])
         for key in ("blend", "lazystitch_version"):
@@ -83,6 +92,8 @@ def describe_output(path: str | os.PathLike, dataset: str | None = None) -> dict
         info["state"] = "complete" if info.pop("complete") else "incomplete"
         info["path"] = str(path)
         return info
+    if paths.shards.exists():
+        return _shard_run_info(paths)
     src = paths.partial if paths.partial.exists() else paths.prev
     if not src.exists():
         raise FileNotFoundError(f"{path} does not exist (and no partial run {paths.partial})")
@@ -97,5 +108,25 @@ def describe_output(path: str | os.PathLike, dataset: str | None = None) -> dict
         header, records = read_journal(journal)
         total = math.prod(chunk_counts(header["shape"], header["chunks"]))
         info["chunks_written"], info["chunks_total"] = len(records), total
+    info["hint"] = "continue it with --resume, or start over with --overwrite"
+    return info
+
+
+def _shard_run_info(paths: OutputPaths) -> dict[str, Any]:
+    """A partial run of a shard write mode: its shard files written so far."""
+    files = sorted(paths.shards.glob("shard_*.h5"))
+    info: dict[str, Any] = {"path": str(paths.shards), "state": "partial", "shards_written": 0}
+    written = 0
+    for path in files:
+        try:
+            with h5py.File(path, "r") as f:
+                ds = next(v for v in f.values() if isinstance(v, h5py.Dataset))
+                run = json.loads(ds.attrs[RUN_ATTR])
+                written += len(ds.attrs[RECORDS_ATTR])
+                info["shards_written"] += 1
+        except (OSError, KeyError, ValueError, StopIteration):
+            continue
+        info["chunks_total"] = math.prod(chunk_counts(run["shape"], run["chunks"]))
+    info["chunks_written"] = written
     info["hint"] = "continue it with --resume, or start over with --overwrite"
     return info

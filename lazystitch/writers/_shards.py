@@ -1,0 +1,414 @@
+"""Writes from many machines: workers write shard files, the run finishes with one HDF5 file.
+
+Write mode ``shards``: the mosaic's storage chunks are grouped into shards (rectangles of
+``shard`` chunks). One task per shard takes the shard's encoded chunks, writes them with
+``write_direct_chunk`` into its own HDF5 file in ``OUT.partial.shards/`` under a temporary name,
+fsyncs it and renames it into place: a shard file exists whole or not at all. When every shard
+is there, one task copies the compressed chunk bytes, as they are, from the shards into
+``OUT.partial`` (``read_direct_chunk`` → ``write_direct_chunk``, checking each chunk's CRC-32),
+which is renamed to ``OUT``: one self-contained file, equal chunk for chunk to the single-writer
+output. No chunk bytes pass through the client.
+
+Write mode ``virtual``: the same shards, kept in ``OUT.shards/`` beside a small ``OUT`` whose
+dataset is an HDF5 virtual dataset over them (relative paths: move the two together).
+
+``resume`` reuses every shard file already in place that was made with the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+import zlib
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import h5py
+import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from lazystitch.cluster import active_client
+from lazystitch.errors import LazystitchError, ResumeMismatchError
+from lazystitch.writers._chunks import chunk_counts, chunk_graph
+from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._files import (
+    COMPLETE_ATTR,
+    LIBVER,
+    RUN_ATTR,
+    VIRTUAL_LIBVER,
+    OutputPaths,
+    create_dataset,
+    differences,
+    fsync_path,
+    remove,
+)
+from lazystitch.writers._stream import ChunkTask, stream_chunks
+
+__all__ = ["Shard", "ShardError", "WriteMode", "shard_grid", "shard_shape", "write_sharded"]
+
+log = logging.getLogger(__name__)
+
+ChunkIndex = tuple[int, ...]
+RECORDS_ATTR = "lazystitch_chunk_records"  # one row per chunk: index..., nbytes, crc32, mask
+SHARED_FS_HINT = (
+    "the shard write modes need a folder beside the output that every worker can write "
+    "(a shared filesystem)"
+)
+
+
+class WriteMode(str, Enum):
+    """How the mosaic reaches the disk.
+
+    ``single``: workers encode chunks, one process writes the file (the default).
+    ``shards``: workers write shard files; one self-contained file is assembled from them.
+    ``virtual``: workers write shard files, kept beside a virtual-dataset file over them.
+    """
+
+    single = "single"
+    shards = "shards"
+    virtual = "virtual"
+
+
+class ShardError(LazystitchError, OSError):
+    """A shard file cannot be written, or its chunks do not verify."""
+
+
+def shard_shape(ndim: int, shard: tuple[int, ...] | None) -> tuple[int, ...]:
+    """Shard size in storage chunks per axis: ``None`` (4 x 4 in Y, X), ``(N,)``, ``(Y, X)``
+    (leading axes get 1), or one value per axis.
+
+    Examples
+    --------
+    >>> shard_shape(3, None)
+    (1, 4, 4)
+    >>> shard_shape(2, (8,))
+    (8, 8)
+    """
+    shard = (4, 4) if shard is None else tuple(int(s) for s in shard)
+    if len(shard) == 1 and ndim > 1:
+        shard = shard * 2
+    if len(shard) == 2 and ndim > 2:
+        shard = (1,) * (ndim - 2) + shard
+    if len(shard) != ndim or any(s < 1 for s in shard):
+        raise ValueError(f"shard {shard} must be positive: (Y, X) or one value per axis")
+    return shard
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A rectangle of storage chunks ``[first, stop)`` written to one file."""
+
+    index: tuple[int, ...]
+    first: ChunkIndex
+    stop: ChunkIndex
+
+    @property
+    def name(self) -> str:
+        return "shard_" + "_".join(map(str, self.index)) + ".h5"
+
+    def chunk_indices(self) -> list[ChunkIndex]:
+        return list(np.ndindex(*(b - a for a, b in zip(self.first, self.stop, strict=True))))
+
+    def chunks(self) -> list[ChunkIndex]:
+        """Global indices of the storage chunks in this shard."""
+        return [
+            tuple(a + i for a, i in zip(self.first, local, strict=True))
+            for local in self.chunk_indices()
+        ]
+
+    def shape(self, chunks: tuple[int, ...]) -> tuple[int, ...]:
+        """The shard file's dataset shape: whole chunks."""
+        return tuple((b - a) * c for a, b, c in zip(self.first, self.stop, chunks, strict=True))
+
+    def region(self, chunks: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+        """The shard's pixels in the mosaic."""
+        return tuple(
+            slice(a * c, min(b * c, s))
+            for a, b, c, s in zip(self.first, self.stop, chunks, shape, strict=True)
+        )
+
+
+def shard_grid(n_chunks: tuple[int, ...], shard: tuple[int, ...]) -> list[Shard]:
+    """Tile the chunk grid with shards (the last ones along an axis may be smaller).
+
+    Examples
+    --------
+    >>> [(s.first, s.stop) for s in shard_grid((3, 5), (2, 4))]
+    [((0, 0), (2, 4)), ((0, 4), (2, 5)), ((2, 0), (3, 4)), ((2, 4), (3, 5))]
+    """
+    counts = [-(-n // s) for n, s in zip(n_chunks, shard, strict=True)]
+    out = []
+    for idx in np.ndindex(*counts):
+        first = tuple(i * s for i, s in zip(idx, shard, strict=True))
+        stop = tuple(min(a + s, n) for a, s, n in zip(first, shard, n_chunks, strict=True))
+        out.append(Shard(tuple(int(i) for i in idx), first, stop))
+    return out
+
+
+# --- worker side -------------------------------------------------------------------------
+
+
+def _write_shard(
+    encoded: list[tuple[Any, int, int]],
+    folder: str,
+    shard: Shard,
+    header: dict,
+    codec: ChunkCodec,
+) -> np.ndarray:
+    """Write one shard file whole (temporary name, fsync, rename); return its chunk records."""
+    chunks, shape = tuple(header["chunks"]), tuple(header["shape"])
+    region = shard.region(chunks, shape)
+    final = Path(folder) / shard.name
+    tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex[:12]}.tmp")
+    records = np.zeros((len(encoded), len(chunks) + 3), dtype=np.int64)
+    try:
+        with h5py.File(tmp, "w", libver=LIBVER) as f:
+            # whole chunks (an edge shard too: its edge chunks are padded as in the mosaic)
+            ds = create_dataset(f, header, codec, {}, shape=shard.shape(chunks))
+            for row, (local, (data, mask, crc)) in enumerate(
+                zip(shard.chunk_indices(), encoded, strict=True)
+            ):
+                ds.id.write_direct_chunk(
+                    tuple(i * c for i, c in zip(local, chunks, strict=True)), data, filter_mask=mask
+                )
+                glob = tuple(a + i for a, i in zip(shard.first, local, strict=True))
+                records[row] = (*glob, memoryview(data).nbytes, crc, mask)
+            ds.attrs[RECORDS_ATTR] = records
+            ds.attrs["lazystitch_shard_origin"] = np.array([s.start for s in region], np.int64)
+            ds.attrs[COMPLETE_ATTR] = True
+        fsync_path(tmp)
+        os.replace(tmp, final)
+        fsync_path(final.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ShardError(
+            f"cannot write shard {final} on worker host {socket.gethostname()}: {exc}; "
+            + SHARED_FS_HINT
+        ) from None
+    return records
+
+
+def _records(ds: h5py.Dataset) -> np.ndarray:
+    return np.asarray(ds.attrs[RECORDS_ATTR], dtype=np.int64)
+
+
+def _assemble(
+    folder: str,
+    names: list[str],
+    partial: str,
+    header: dict,
+    codec: ChunkCodec,
+    attrs: dict[str, Any],
+) -> int:
+    """Copy every shard's chunk bytes, as they are, into one new file; return bytes copied."""
+    ndim = len(header["chunks"])
+    chunks = tuple(header["chunks"])
+    copied = 0
+    bad = None
+    with h5py.File(partial, "w", libver=LIBVER) as f:
+        ds = create_dataset(f, header, codec, attrs)
+        for name in names:
+            path = Path(folder) / name
+            with h5py.File(path, "r") as sf:
+                src = sf[header["dataset"]]
+                origin = np.asarray(src.attrs["lazystitch_shard_origin"])
+                for rec in _records(src):
+                    glob = tuple(int(i) for i in rec[:ndim])
+                    nbytes, crc, mask = (int(v) for v in rec[ndim:])
+                    offset = tuple(int(i) * c for i, c in zip(glob, chunks, strict=True))
+                    local = tuple(o - int(a) for o, a in zip(offset, origin, strict=True))
+                    got_mask, data = src.id.read_direct_chunk(local)
+                    if (len(data), zlib.crc32(data), got_mask) != (nbytes, crc, mask):
+                        bad = path
+                        break
+                    ds.id.write_direct_chunk(offset, data, filter_mask=mask)
+                    copied += len(data)
+            if bad is not None:  # removed, so that --resume computes it again
+                bad.unlink()
+                raise ShardError(
+                    f"chunk {glob} in shard {bad} does not verify (size, CRC-32 or filter mask "
+                    "changed); the shard was removed, to be computed again"
+                )
+        ds.attrs[COMPLETE_ATTR] = True
+    fsync_path(Path(partial))
+    return copied
+
+
+# --- client side -------------------------------------------------------------------------
+
+
+def _reusable(folder: Path, header: dict, shards: list[Shard]) -> set[str]:
+    """Names of the complete shard files in ``folder`` made with these settings (resume).
+
+    Temporary files of killed tasks are removed; a shard made with other settings is an error.
+    """
+    for tmp in folder.glob("shard_*.tmp"):
+        tmp.unlink(missing_ok=True)
+    wanted = {s.name for s in shards}
+    found: set[str] = set()
+    for path in sorted(folder.glob("shard_*.h5")):
+        if path.name not in wanted:
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                ds = f[header["dataset"]]
+                old = json.loads(ds.attrs[RUN_ATTR])
+                complete = bool(ds.attrs.get(COMPLETE_ATTR, False)) and RECORDS_ATTR in ds.attrs
+        except (OSError, KeyError, ValueError):
+            path.unlink()  # unreadable: recompute it
+            continue
+        diff = differences(old, header)
+        if diff:
+            raise ResumeMismatchError(
+                f"cannot resume from {path}: it was made with other settings ("
+                + "; ".join(diff)
+                + "); pass --overwrite to start over"
+            )
+        if complete:
+            found.add(path.name)
+    return found
+
+
+def _prepare_folder(paths: OutputPaths, header: dict, shards: list[Shard], resume: bool) -> set:
+    """Make the shard folder; with ``resume``, return the shards already done."""
+    if resume and paths.journal.exists():
+        raise ResumeMismatchError(
+            f"cannot resume {paths.partial}: it was started with write mode single; resume "
+            "with that mode, or pass --overwrite to start over"
+        )
+    remove(paths.partial)  # a killed assembly: it is redone from the shards
+    if resume and not paths.shards.exists() and paths.virtual_shards.exists():
+        os.replace(paths.virtual_shards, paths.shards)  # a virtual run died while finishing
+    if not resume:
+        remove(paths.shards)
+    paths.shards.mkdir(parents=True, exist_ok=True)
+    return _reusable(paths.shards, header, shards) if resume else set()
+
+
+def _shard_graph(
+    mosaic: da.Array,
+    chunks: tuple[int, ...],
+    codec: ChunkCodec,
+    header: dict,
+    todo: list[Shard],
+    folder: Path,
+) -> tuple[HighLevelGraph, list[ChunkTask]]:
+    """One task per shard to write, on top of the chunk-encoding tasks of its chunks."""
+    wanted = {c for s in todo for c in s.chunks()}
+    n_chunks = chunk_counts(mosaic.shape, chunks)
+    skip = {i for i in np.ndindex(*n_chunks) if i not in wanted}
+    graph, chunk_tasks = chunk_graph(mosaic, chunks, codec, skip)
+    by_index = {t.index: t for t in chunk_tasks}
+    name = f"write-shard-{tokenize(graph.layers.keys(), str(folder), header)}"
+    layer: dict = {}
+    tasks = []
+    for s in todo:
+        members = [by_index[c] for c in s.chunks()]
+        key = (name, *s.index)
+        layer[key] = (_write_shard, [t.key for t in members], str(folder), s, header, codec)
+        blocks = tuple(sorted({b for t in members for b in t.blocks}))
+        tasks.append(ChunkTask(s.index, key, blocks))
+    layers = {**graph.layers, name: layer}
+    deps = {**graph.dependencies, name: set(graph.layers)}
+    return HighLevelGraph(layers, deps), tasks
+
+
+def _run_somewhere(func: Any, *args: Any) -> Any:
+    """Run ``func`` as one task on the cluster (the client touches no chunk bytes), or here."""
+    client = active_client()
+    if client is None:
+        return func(*args)
+    return client.submit(func, *args, pure=False).result()
+
+
+def _finish_shards(paths: OutputPaths, header: dict, codec: ChunkCodec, attrs: dict, names):
+    _run_somewhere(_assemble, str(paths.shards), names, str(paths.partial), header, codec, attrs)
+    os.replace(paths.partial, paths.final)
+    fsync_path(paths.final.parent)
+    remove(paths.virtual_shards)  # an old virtual output's shards, now replaced
+    remove(paths.shards)
+
+
+def _finish_virtual(
+    paths: OutputPaths, header: dict, attrs: dict, shards: list[Shard], dtype: np.dtype
+) -> None:
+    chunks, shape = tuple(header["chunks"]), tuple(header["shape"])
+    if paths.final.exists():  # overwrite: never leave an old master over missing shards
+        paths.final.unlink()
+    remove(paths.virtual_shards)
+    os.replace(paths.shards, paths.virtual_shards)
+    fsync_path(paths.final.parent)
+    layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+    for s in shards:
+        region = s.region(chunks, shape)
+        source = h5py.VirtualSource(
+            f"{paths.virtual_shards.name}/{s.name}", header["dataset"], shape=s.shape(chunks)
+        )
+        layout[region] = source[tuple(slice(0, r.stop - r.start) for r in region)]
+    with h5py.File(paths.partial, "w", libver=VIRTUAL_LIBVER) as f:
+        ds = f.create_virtual_dataset(header["dataset"], layout, fillvalue=0)
+        for k, v in attrs.items():
+            ds.attrs[k] = v
+        ds.attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
+        ds.attrs[COMPLETE_ATTR] = True
+    fsync_path(paths.partial)
+    os.replace(paths.partial, paths.final)
+    fsync_path(paths.final.parent)
+
+
+def write_sharded(
+    mosaic: da.Array,
+    paths: OutputPaths,
+    header: dict,
+    codec: ChunkCodec,
+    attrs: dict[str, Any],
+    *,
+    mode: WriteMode,
+    shard: tuple[int, ...],
+    resume: bool,
+    progress: Any = None,
+) -> tuple[int, int]:
+    """Write ``mosaic`` in write mode ``shards`` or ``virtual`` (see the module docstring).
+
+    Called by :func:`~lazystitch.writers.write_hdf5` under the output's lock, after its
+    checks. Returns (chunks computed, chunks reused from an earlier run's shards).
+    """
+    chunks = tuple(header["chunks"])
+    n_chunks = chunk_counts(mosaic.shape, chunks)
+    total = int(np.prod(n_chunks))
+    shards = shard_grid(n_chunks, shard)
+    done = _prepare_folder(paths, header, shards, resume)
+    computed: set[Shard] = set()
+    for attempt in (1, 2):
+        todo = [s for s in shards if s.name not in done]
+        base = total - sum(len(s.chunk_indices()) for s in todo)
+        if progress:
+            progress(base, total)
+        if todo:
+            graph, tasks = _shard_graph(mosaic, chunks, codec, header, todo, paths.shards)
+            by_index = {s.index: s for s in todo}
+            for index, records in stream_chunks(graph, tasks):
+                computed.add(by_index[index])
+                base += len(records)
+                if progress:
+                    progress(base, total)
+        try:
+            if mode is WriteMode.virtual:
+                _finish_virtual(paths, header, attrs, shards, mosaic.dtype)
+            else:
+                _finish_shards(paths, header, codec, attrs, [s.name for s in shards])
+            break
+        except ShardError as exc:  # a shard that does not verify was removed: redo it once
+            if attempt == 2:
+                raise
+            log.warning("%s", exc)
+            done = _reusable(paths.shards, header, shards)
+    written = sum(len(s.chunk_indices()) for s in computed)
+    return written, total - written
