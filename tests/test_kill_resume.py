@@ -11,36 +11,40 @@ import numpy as np
 import pytest
 
 from lazystitch.testing import make_tiles
-from lazystitch.writers import OutputPaths
+from lazystitch.writers import OutputPaths, describe_output
 
 TWO_WORKERS = ("--workers", "2")
 
 
-def _journal_lines(path):
+def _durable_chunks(paths, mode):
+    """Chunks a run has made durable: journaled (single) or in renamed shard files."""
+    if mode == "shards":
+        return describe_output(paths.final)["chunks_written"] if paths.shards.exists() else -1
     try:
-        return path.read_text().count("\n") - 1
+        return paths.journal.read_text().count("\n") - 1
     except FileNotFoundError:
         return -1
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", [0, 1])
-def test_kill_9_then_resume_gives_identical_data(tmp_path, trial, stitch_command):
+@pytest.mark.parametrize(("mode", "trial"), [("single", 0), ("single", 1), ("shards", 2)])
+def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, stitch_command):
     s = make_tiles(
         tmp_path / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8, seed=trial
     )
     out = tmp_path / "m.h5"
     paths = OutputPaths(out)
+    run = (*TWO_WORKERS, "--write-mode", mode, "--shard", "4,4")
     proc = subprocess.Popen(
-        stitch_command(s, out, *TWO_WORKERS),
+        stitch_command(s, out, *run),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    want = 1 + 3 * trial  # kill after a different amount of progress in each trial
+    want = 1 + 3 * (trial % 2)  # kill after a different amount of progress in each trial
     deadline = time.monotonic() + 120
     while (
-        _journal_lines(paths.journal) < want * 50
+        _durable_chunks(paths, mode) < want * 50
         and proc.poll() is None
         and time.monotonic() < deadline
     ):
@@ -48,12 +52,13 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, trial, stitch_command
     assert proc.poll() is None, "the run finished before it could be killed; make the job larger"
     os.killpg(proc.pid, signal.SIGKILL)  # the client and its LocalCluster workers
     proc.wait()
-    assert not out.exists() and paths.partial.exists()
-    durable = _journal_lines(paths.journal)
+    assert not out.exists()
+    assert (paths.shards if mode == "shards" else paths.partial).exists()
+    durable = _durable_chunks(paths, mode)
     assert durable > 0
 
     res = subprocess.run(
-        stitch_command(s, out, *TWO_WORKERS, "--resume"),
+        stitch_command(s, out, *run, "--resume"),
         capture_output=True,
         text=True,
         timeout=300,
@@ -61,6 +66,7 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, trial, stitch_command
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["chunks_skipped"] >= durable - 1  # at most the torn last line is lost
+    assert summary["write_mode"] == mode
     assert summary["chunks_written"] + summary["chunks_skipped"] == summary["chunks_total"]
     assert summary["chunks_written"] < summary["chunks_total"]
     assert not paths.leftovers()
@@ -73,6 +79,7 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, trial, stitch_command
     with h5py.File(out) as a, h5py.File(clean) as b:
         np.testing.assert_array_equal(a["mosaic"][...], b["mosaic"][...])
         assert a["mosaic"].id.get_num_chunks() == b["mosaic"].id.get_num_chunks()
+        assert not a["mosaic"].is_virtual
 
 
 @pytest.mark.slow

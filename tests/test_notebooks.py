@@ -26,3 +26,21 @@ def test_notebook_runs(path):
 
         m = re.search(r"max error ([0-9.]+) px", outputs)
         assert m and float(m.group(1)) < 0.5
+    if path.name == "03_cluster.ipynb":
+        for line in (
+            "max |mosaic - reference| = 0",
+            "identical to the uninterrupted run: True",
+            "shards == single, chunk for chunk: True",
+            "virtual == single, values: True",
+        ):
+            assert line in outputs
+        assert "SLURM mosaic == LocalCluster mosaic: True" in outputs or (
+            "no SLURM answers here" in outputs and not _slurm_answers()
+        )
+
+
+def _slurm_answers():
+    import shutil
+    import subprocess
+
+    return bool(shutil.which("sinfo")) and subprocess.run(["sinfo", "-h"]).returncode == 0

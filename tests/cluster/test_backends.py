@@ -19,7 +19,7 @@ from lazystitch.cluster import jobqueue_cluster
 from lazystitch.config import load_config
 from lazystitch.errors import ConfigError
 from lazystitch.testing import make_tiles
-from lazystitch.writers import OutputPaths
+from lazystitch.writers import OutputPaths, describe_output
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 TOOLS = Path(__file__).parents[2] / "tools"
@@ -41,16 +41,20 @@ def job(tmp_path_factory, stitch_command):
     return s, _mosaic(local)
 
 
+def _durable(out):
+    """Chunks durably written so far by a run of either write mode (0 before it starts)."""
+    try:
+        return describe_output(out).get("chunks_written", 0)
+    except (FileNotFoundError, OSError):
+        return 0
+
+
 def _wait_for_progress(out, proc, chunks, timeout=120):
-    journal = OutputPaths(out).journal
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            if journal.read_text().count("\n") > chunks:
-                return
-        except FileNotFoundError:
-            pass
-        time.sleep(0.01)
+        if _durable(out) > chunks:
+            return
+        time.sleep(0.02)
     assert proc.poll() is None, "the run finished before the fault; make the job larger"
     raise AssertionError("no progress within the timeout")
 
@@ -140,6 +144,56 @@ def test_a_worker_killed_mid_run_does_not_change_the_mosaic(tmp_path, job, stitc
     np.testing.assert_array_equal(_mosaic(out), want)
 
 
+def _hog(nbytes):
+    """Hold ``nbytes`` of touched memory in this worker until it is killed."""
+    import numpy
+
+    global _HELD
+    _HELD = numpy.ones(nbytes, dtype=numpy.uint8)
+
+
+@pytest.mark.slow
+def test_a_worker_over_its_memory_limit_is_restarted_and_the_run_finishes(
+    tmp_path, job, stitch_command
+):
+    from distributed import Client, LocalCluster
+
+    s, want = job
+    out = tmp_path / "m.h5"
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            memory_limit="1GiB",
+            dashboard_address=None,
+            host="127.0.0.1",
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        pids = client.run(os.getpid)
+        proc = subprocess.Popen(
+            stitch_command(s, out, "--scheduler", cluster.scheduler_address),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for_progress(out, proc, chunks=100)
+            victim = sorted(pids)[0]
+            # 1.2 GiB held in one worker: its nanny sees it over 95 % of the limit and restarts it
+            client.run(_hog, 1200 << 20, workers=[victim], on_error="ignore")
+            summary = _finish(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        client.wait_for_workers(2, timeout=60)
+        now = client.run(os.getpid)
+        assert pids[victim] not in now.values(), "the worker over its limit was not restarted"
+        assert len(now) == 2
+    assert summary["chunks_written"] == summary["chunks_total"]
+    np.testing.assert_array_equal(_mosaic(out), want)
+
+
 def _slurm_up() -> bool:
     if not shutil.which("sinfo"):
         return False
@@ -150,6 +204,7 @@ def _slurm_up() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not _slurm_up(), reason="no SLURM here: run tools/slurm-localhost start")
 def test_slurm_jobs_with_one_cancelled_mid_run_give_the_local_mosaic(tmp_path, job):
+    """Workers as SLURM jobs write shard files; one job is cancelled mid-run."""
     s, want = job
     out = tmp_path / "m.h5"
     config = tmp_path / "slurm.yaml"
@@ -157,7 +212,7 @@ def test_slurm_jobs_with_one_cancelled_mid_run_give_the_local_mosaic(tmp_path, j
         f"""
 tiles: {{pattern: "{s.pattern}"}}
 layout: {{positions: "{s.positions_csv}"}}
-output: {{path: "{out}", chunks: [24, 24], compression: "gzip:9"}}
+output: {{path: "{out}", chunks: [24, 24], compression: "gzip:9", write_mode: shards}}
 cluster:
   kind: slurm
   jobs: 2
@@ -192,6 +247,7 @@ cluster:
         if proc.poll() is None:
             proc.kill()
     assert summary["chunks_written"] == summary["chunks_total"]
+    assert summary["write_mode"] == "shards" and not OutputPaths(out).shards.exists()
     np.testing.assert_array_equal(_mosaic(out), want)
     deadline = time.monotonic() + 30  # the cluster cancels its jobs on the way out
     while time.monotonic() < deadline:
