@@ -14,14 +14,14 @@ import dask.array as da
 import numpy as np
 
 from lazystitch._version import __version__
-from lazystitch.cluster import active_client
+from lazystitch.cluster import JOBQUEUE_CLASSES, active_client
 from lazystitch.config import StitchConfig, load_config
 from lazystitch.errors import ConfigError
 from lazystitch.fusion import FusionPlan, fuse, plan_fusion
 from lazystitch.io import TileSet, open_tiles_pattern
 from lazystitch.layout import Layout, grid_layout, positions_layout, read_positions_csv
 from lazystitch.registration import Registration, register
-from lazystitch.writers import ProgressFn, WriteResult, write_hdf5
+from lazystitch.writers import ProgressFn, WriteMode, WriteResult, write_hdf5
 
 __all__ = ["LazyMosaic", "load_layout_and_tiles", "prepare", "register_tiles", "stitch"]
 
@@ -100,6 +100,18 @@ def _as_config(config: StitchConfig | dict | str | Path) -> StitchConfig:
     if isinstance(config, dict):
         return load_config(None, config)
     return load_config(config)
+
+
+def write_mode(config: StitchConfig, started: bool) -> WriteMode:
+    """The write mode a run uses: ``auto`` is ``shards`` when lazystitch started batch-job
+    workers (they may sit on many machines: no chunk bytes should pass through this process),
+    else ``single`` (measured: on one machine the single writer is as fast; see
+    benchmarks/RESULTS.md)."""
+    mode = config.output.write_mode if config.output else "auto"
+    if mode != "auto":
+        return WriteMode(mode)
+    batch = started and config.cluster.kind in JOBQUEUE_CLASSES
+    return WriteMode.shards if batch else WriteMode.single
 
 
 def _on_cluster(config: StitchConfig, run: Callable[[], T], on_client: Any = None) -> T:
@@ -195,6 +207,8 @@ def stitch(
     tiles, layout = load_layout_and_tiles(config)  # inputs are checked before any cluster starts
     job = None if config.registration.enabled else _build(config, tiles, layout)
 
+    started = active_client() is None  # else the run joins the caller's client
+
     def run() -> WriteResult:
         current = job or _build(config, tiles, layout)  # registration computes on the cluster
         return write_hdf5(
@@ -208,7 +222,7 @@ def stitch(
             overwrite=out.overwrite,
             resume=out.resume,
             progress=progress,
-            mode=out.write_mode,
+            mode=write_mode(config, started),
             shard=out.shard,
         )
 

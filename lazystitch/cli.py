@@ -162,8 +162,9 @@ def stitch(
         str | None,
         typer.Option(
             "--write-mode",
-            help="single (one process writes; default), shards (workers write shard files, "
-            "assembled into one file) or virtual (shards + a virtual-dataset file).",
+            help="single (one process writes), shards (workers write shard files, assembled "
+            "into one file), virtual (shards + a virtual-dataset file) or auto (default: "
+            "shards for batch-job workers, else single).",
         ),
     ] = None,
     shard: Annotated[

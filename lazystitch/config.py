@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lazystitch.errors import ConfigError
 from lazystitch.fusion import BlendMode
 from lazystitch.io import pattern_fields
-from lazystitch.writers import ChunkCodec, WriteMode
+from lazystitch.writers import ChunkCodec
 
 __all__ = [
     "ClusterOptions",
@@ -140,12 +140,13 @@ class WriteOptions(_Model):
     )
     overwrite: bool = Field(False, description="Replace an existing output or partial run.")
     resume: bool = Field(False, description="Continue a partial (interrupted) run.")
-    write_mode: WriteMode = Field(
-        WriteMode.single,
-        description="single: workers encode chunks, one process writes the file (one machine; "
-        "the default). shards: workers write shard files beside the output (a filesystem all "
-        "workers see), assembled into one self-contained file at the end. virtual: the shards "
-        "stay in OUT.shards/ and OUT is an HDF5 virtual dataset over them.",
+    write_mode: Literal["auto", "single", "shards", "virtual"] = Field(
+        "auto",
+        description="single: workers encode chunks, one process writes the file. shards: "
+        "workers write shard files beside the output (a filesystem all workers see), assembled "
+        "into one self-contained file at the end. virtual: the shards stay in OUT.shards/ and "
+        "OUT is an HDF5 virtual dataset over them. auto (default): shards when the workers are "
+        "batch jobs (cluster.kind slurm, pbs, sge, lsf), else single.",
     )
     shard: tuple[int, ...] | None = Field(
         None,

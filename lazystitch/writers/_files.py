@@ -12,6 +12,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from lazystitch.errors import ResumeMismatchError
 from lazystitch.writers._codec import ChunkCodec
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "RUN_ATTR",
     "VIRTUAL_LIBVER",
     "OutputPaths",
+    "check_same_settings",
     "create_dataset",
     "differences",
     "final_header",
@@ -95,6 +97,17 @@ def fsync_path(path: Path) -> None:
 def differences(old: dict, new: dict) -> list[str]:
     keys = sorted(set(old) | set(new))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def check_same_settings(what: Path, old: dict, new: dict) -> None:
+    """Refuse to resume from ``what`` (a partial file or a shard) made with other settings."""
+    diff = differences(old, new)
+    if diff:
+        raise ResumeMismatchError(
+            f"cannot resume from {what}: it was made with other settings ("
+            + "; ".join(diff)
+            + "); pass --overwrite to start over"
+        )
 
 
 def create_dataset(

@@ -35,6 +35,7 @@ from lazystitch.writers._files import (
     COMPLETE_ATTR,
     LIBVER,
     OutputPaths,
+    check_same_settings,
     create_dataset,
     differences,
     final_header,
@@ -250,13 +251,7 @@ def _resume_source(paths: OutputPaths, header: dict) -> tuple[Path, Path] | None
     except (ValueError, OSError):
         old_header = None
     if old_header is not None:
-        diff = differences(old_header, header)
-        if diff:
-            raise ResumeMismatchError(
-                f"cannot resume {src}: it was started with other settings ("
-                + "; ".join(diff)
-                + "); pass --overwrite to start over"
-            )
+        check_same_settings(src, old_header, header)
     if src == paths.partial:
         os.replace(paths.partial, paths.prev)
         os.replace(paths.journal, paths.prev_journal)

@@ -44,8 +44,8 @@ from lazystitch.writers._files import (
     RUN_ATTR,
     VIRTUAL_LIBVER,
     OutputPaths,
+    check_same_settings,
     create_dataset,
-    differences,
     fsync_path,
     remove,
 )
@@ -264,13 +264,7 @@ def _reusable(folder: Path, header: dict, shards: list[Shard]) -> set[str]:
         except (OSError, KeyError, ValueError):
             path.unlink()  # unreadable: recompute it
             continue
-        diff = differences(old, header)
-        if diff:
-            raise ResumeMismatchError(
-                f"cannot resume from {path}: it was made with other settings ("
-                + "; ".join(diff)
-                + "); pass --overwrite to start over"
-            )
+        check_same_settings(path, old, header)
         if complete:
             found.add(path.name)
     return found

@@ -201,3 +201,28 @@ def test_a_shard_whose_bytes_changed_is_found_and_computed_again(tmp_path, clien
     assert res.chunks_written == 4 and res.chunks_skipped == res.chunks_total - 4
     np.testing.assert_array_equal(_read(out), reference_stitch(tiles.tiles, tiles.positions))
     assert "chunk (0, 2) in shard" in caplog.text and "does not verify" in caplog.text
+
+
+def test_auto_write_mode_is_shards_only_for_batch_workers_lazystitch_started():
+    from lazystitch.api import write_mode
+    from lazystitch.config import load_config
+
+    def cfg(**cluster):
+        return load_config(
+            None,
+            {
+                "tiles": {"pattern": "t_{row}_{col}.tif"},
+                "layout": {"grid": "1x2"},
+                "output": {"path": "m.h5"},
+                "cluster": cluster,
+            },
+        )
+
+    assert write_mode(cfg(kind="slurm"), started=True).value == "shards"
+    assert write_mode(cfg(kind="pbs"), started=False).value == "single"  # the caller's client
+    assert write_mode(cfg(), started=True).value == "single"
+    assert write_mode(cfg(kind="address", scheduler="tcp://h:1"), started=True).value == "single"
+    explicit = cfg(kind="slurm").model_copy(
+        update={"output": cfg().output.model_copy(update={"write_mode": "virtual"})}
+    )
+    assert write_mode(explicit, started=True).value == "virtual"
