@@ -49,6 +49,11 @@ class TileSet:
     def tile_yx(self) -> tuple[int, int]:
         return int(self.shape[-2]), int(self.shape[-1])
 
+    def read_task(self, key: TileKey) -> tuple:
+        """The task (a tuple of ``read_tiff`` and its arguments) that reads the tile at ``key``,
+        for graphs that hold many tiles in one layer (see ``fusion.tile_grid_array``)."""
+        return (read_tiff, str(self.headers[key].path), self.shape, self.dtype)
+
     def dask_tile(self, key: TileKey) -> da.Array:
         """The tile at ``key`` as a one-chunk dask array (a ``dask.delayed`` TIFF read)."""
         header = self.headers[key]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import zlib
 
-import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
@@ -63,13 +62,14 @@ def _overlaps(edges: np.ndarray, lo: int, hi: int) -> list[tuple[int, slice, sli
 def chunk_graph(
     mosaic: da.Array, chunks: tuple[int, ...], codec: ChunkCodec, skip: set[ChunkIndex]
 ) -> tuple[HighLevelGraph, list[ChunkTask]]:
-    """One task per storage chunk not in ``skip``, on top of the (optimised) mosaic graph.
+    """One task per storage chunk not in ``skip``, on top of the mosaic graph.
 
     Each task is the rechunk to the storage chunk and its encoding in one step: the graph has one
     task per chunk instead of dask's rechunk split/merge tasks plus an encode task, which on a
     small cluster is where the time went (per-task overhead, not pixels).
     """
-    (mosaic,) = dask.optimize(mosaic)
+    # no dask.optimize: on 2,500 tiles it took 3x as long as building the graph (4.4 s vs
+    # 1.4 s) to fuse away 4 % of the tasks
     edges = [np.cumsum((0, *c)) for c in mosaic.chunks]
     n_chunks = chunk_counts(mosaic.shape, chunks)
     name = f"store-chunk-{tokenize(mosaic.name, chunks, str(codec))}"
