@@ -24,6 +24,7 @@ __all__ = [
     "check_same_settings",
     "create_dataset",
     "differences",
+    "durable_replace",
     "final_header",
     "fsync_path",
     "remove",
@@ -92,6 +93,14 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def durable_replace(src: Path, dst: Path) -> None:
+    """Rename a finished file (or folder) into place so that it survives a crash: fsync it,
+    rename it, fsync the folder that holds the new name."""
+    fsync_path(src)
+    os.replace(src, dst)
+    fsync_path(dst.parent)
 
 
 def differences(old: dict, new: dict) -> list[str]:

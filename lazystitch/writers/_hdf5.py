@@ -38,8 +38,8 @@ from lazystitch.writers._files import (
     check_same_settings,
     create_dataset,
     differences,
+    durable_replace,
     final_header,
-    fsync_path,
     remove,
 )
 from lazystitch.writers._journal import ChunkIndex, ChunkRecord, Journal, read_journal
@@ -189,9 +189,7 @@ class _ChunkFile:
         self.commit()
         self.ds.attrs[COMPLETE_ATTR] = True
         self.file.close()
-        fsync_path(self.paths.partial)
-        os.replace(self.paths.partial, self.paths.final)
-        fsync_path(self.paths.final.parent)
+        durable_replace(self.paths.partial, self.paths.final)
         remove(self.paths.virtual_shards)  # an old virtual output's shards, now replaced
         self.journal.close()
         self.paths.journal.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import uuid
@@ -46,7 +47,7 @@ from lazystitch.writers._files import (
     OutputPaths,
     check_same_settings,
     create_dataset,
-    fsync_path,
+    durable_replace,
     remove,
 )
 from lazystitch.writers._stream import ChunkTask, stream_chunks
@@ -112,6 +113,11 @@ class Shard:
     @property
     def name(self) -> str:
         return "shard_" + "_".join(map(str, self.index)) + ".h5"
+
+    @property
+    def size(self) -> int:
+        """How many storage chunks the shard holds."""
+        return math.prod(b - a for a, b in zip(self.first, self.stop, strict=True))
 
     def chunk_indices(self) -> list[ChunkIndex]:
         return list(np.ndindex(*(b - a for a, b in zip(self.first, self.stop, strict=True))))
@@ -183,9 +189,7 @@ def _write_shard(
             ds.attrs[RECORDS_ATTR] = records
             ds.attrs["lazystitch_shard_origin"] = np.array([s.start for s in region], np.int64)
             ds.attrs[COMPLETE_ATTR] = True
-        fsync_path(tmp)
-        os.replace(tmp, final)
-        fsync_path(final.parent)
+        durable_replace(tmp, final)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise ShardError(
@@ -237,7 +241,6 @@ def _assemble(
                     "changed); the shard was removed, to be computed again"
                 )
         ds.attrs[COMPLETE_ATTR] = True
-    fsync_path(Path(partial))
     return copied
 
 
@@ -324,8 +327,7 @@ def _run_somewhere(func: Any, *args: Any) -> Any:
 
 def _finish_shards(paths: OutputPaths, header: dict, codec: ChunkCodec, attrs: dict, names):
     _run_somewhere(_assemble, str(paths.shards), names, str(paths.partial), header, codec, attrs)
-    os.replace(paths.partial, paths.final)
-    fsync_path(paths.final.parent)
+    durable_replace(paths.partial, paths.final)
     remove(paths.virtual_shards)  # an old virtual output's shards, now replaced
     remove(paths.shards)
 
@@ -337,8 +339,7 @@ def _finish_virtual(
     if paths.final.exists():  # overwrite: never leave an old master over missing shards
         paths.final.unlink()
     remove(paths.virtual_shards)
-    os.replace(paths.shards, paths.virtual_shards)
-    fsync_path(paths.final.parent)
+    durable_replace(paths.shards, paths.virtual_shards)
     layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
     for s in shards:
         region = s.region(chunks, shape)
@@ -352,9 +353,7 @@ def _finish_virtual(
             ds.attrs[k] = v
         ds.attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
         ds.attrs[COMPLETE_ATTR] = True
-    fsync_path(paths.partial)
-    os.replace(paths.partial, paths.final)
-    fsync_path(paths.final.parent)
+    durable_replace(paths.partial, paths.final)
 
 
 def write_sharded(
@@ -382,7 +381,7 @@ def write_sharded(
     computed: set[Shard] = set()
     for attempt in (1, 2):
         todo = [s for s in shards if s.name not in done]
-        base = total - sum(len(s.chunk_indices()) for s in todo)
+        base = total - sum(s.size for s in todo)
         if progress:
             progress(base, total)
         if todo:
@@ -404,5 +403,5 @@ def write_sharded(
                 raise
             log.warning("%s", exc)
             done = _reusable(paths.shards, header, shards)
-    written = sum(len(s.chunk_indices()) for s in computed)
+    written = sum(s.size for s in computed)
     return written, total - written
