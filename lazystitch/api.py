@@ -20,8 +20,16 @@ from lazystitch.errors import ConfigError
 from lazystitch.fusion import FusionPlan, fuse, plan_fusion
 from lazystitch.io import TileSet, open_tiles_pattern
 from lazystitch.layout import Layout, grid_layout, positions_layout, read_positions_csv
-from lazystitch.registration import Registration, register
-from lazystitch.writers import ProgressFn, WriteMode, WriteResult, write_hdf5
+from lazystitch.registration import Registration, check_max_shift, register
+from lazystitch.writers import (
+    ProgressFn,
+    WriteMode,
+    WriteResult,
+    check_chunk_count,
+    check_output,
+    storage_chunks,
+    write_hdf5,
+)
 
 __all__ = ["LazyMosaic", "load_layout_and_tiles", "prepare", "register_tiles", "stitch"]
 
@@ -83,15 +91,23 @@ class LazyMosaic:
             )
         return attrs
 
-    def fingerprint(self) -> str:
-        """Identifies inputs and fusion settings, for ``resume``."""
-        h = hashlib.sha256()
-        h.update(self.tiles.fingerprint().encode())
-        h.update(np.ascontiguousarray(self.layout.pixel_positions).tobytes())
-        h.update(np.ascontiguousarray(self.layout.fractions).tobytes())
-        h.update(repr(self.layout.keys).encode())
-        h.update(self.config.fusion.blend.value.encode())
-        return h.hexdigest()
+    def fingerprint(self) -> dict[str, Any]:
+        """Identifies the inputs and fusion settings, one entry per component, so that a
+        refused ``resume`` names what changed: each tile file (size and modification time),
+        the tiles' (row, col), their positions, the blend."""
+
+        def digest(*arrays: Any) -> str:
+            h = hashlib.sha256()
+            for a in arrays:
+                h.update(np.ascontiguousarray(a).tobytes())
+            return h.hexdigest()[:16]
+
+        return {
+            "tiles": self.tiles.manifest(),
+            "tile grid": digest(np.asarray(self.layout.keys, dtype=np.int64)),
+            "positions": digest(self.layout.pixel_positions, self.layout.fractions),
+            "blend": self.config.fusion.blend.value,
+        }
 
 
 def _as_config(config: StitchConfig | dict | str | Path) -> StitchConfig:
@@ -114,7 +130,12 @@ def write_mode(config: StitchConfig, started: bool) -> WriteMode:
     return WriteMode.shards if batch else WriteMode.single
 
 
-def _on_cluster(config: StitchConfig, run: Callable[[], T], on_client: Any = None) -> T:
+def _on_cluster(
+    config: StitchConfig,
+    run: Callable[[], T],
+    on_client: Any = None,
+    notify: Callable[[str], None] | None = None,
+) -> T:
     """Run ``run()`` on the active Client, or on the cluster the config describes."""
     client = active_client()
     if client is not None:
@@ -123,22 +144,38 @@ def _on_cluster(config: StitchConfig, run: Callable[[], T], on_client: Any = Non
         return run()
     from lazystitch.cluster import cluster_client
 
-    with cluster_client(**config.cluster.model_dump()) as client:
+    with cluster_client(**config.cluster.model_dump(), notify=notify) as client:
         if on_client:
             on_client(client)
         return run()
 
 
+def _check_registration(config: StitchConfig, tiles: TileSet) -> None:
+    """The registration settings that can be checked before any work."""
+    opts = config.registration
+    check_max_shift(opts.max_shift, tiles.tile_yx)
+    if opts.report is not None and opts.report.exists() and not opts.report.is_dir():
+        raise ConfigError(
+            f"registration.report {opts.report} is a file; the report needs a folder "
+            "(it writes registration.json and registration.png into it)"
+        )
+
+
 def register_tiles(
-    config: StitchConfig | dict | str | Path, *, on_client: Any = None
+    config: StitchConfig | dict | str | Path,
+    *,
+    on_client: Any = None,
+    notify: Callable[[str], None] | None = None,
 ) -> Registration:
     """Register the tiles a config names (on the active Client, or a cluster it starts).
 
-    Writes the report to ``config.registration.report`` if set.
+    Writes the report to ``config.registration.report`` if set. ``notify`` gets a line of
+    text while a cluster is slow to answer.
     """
     config = _as_config(config)
     tiles, layout = load_layout_and_tiles(config)
-    return _on_cluster(config, lambda: _register(config, tiles, layout), on_client)
+    _check_registration(config, tiles)
+    return _on_cluster(config, lambda: _register(config, tiles, layout), on_client, notify)
 
 
 def _register(config: StitchConfig, tiles: TileSet, layout: Layout) -> Registration:
@@ -182,6 +219,7 @@ def stitch(
     *,
     progress: ProgressFn | None = None,
     on_client: Any = None,
+    notify: Callable[[str], None] | None = None,
 ) -> WriteResult:
     """Stitch the tiles a config names into its HDF5 output, start to finish.
 
@@ -195,16 +233,31 @@ def stitch(
         Called as chunks are written.
     on_client : callable(client), optional
         Called with the Client once it is up (the CLI prints the dashboard link).
+    notify : callable(str), optional
+        Called with a line of text while a cluster is slow to answer.
 
     Returns
     -------
     WriteResult
+
+    Notes
+    -----
+    Everything that needs no cluster is checked before one starts: the config, every tile's
+    header, the registration settings and the output (an input of the run, a folder, an
+    existing output or partial run, a live run's lock, an absurd chunking).
     """
     config = _as_config(config)
     out = config.output
     if out is None:
         raise ConfigError("invalid configuration: output.path: required key is missing")
-    tiles, layout = load_layout_and_tiles(config)  # inputs are checked before any cluster starts
+    tiles, layout = load_layout_and_tiles(config)
+    inputs = [hd.path for hd in tiles.headers.values()]
+    inputs += [config.layout.positions] if config.layout.positions else []
+    check_output(out.path, overwrite=out.overwrite, resume=out.resume, inputs=inputs)
+    shape = (*tiles.shape[:-2], *layout.mosaic_yx)
+    check_chunk_count(shape, storage_chunks(shape, out.chunks), tiles.dtype.itemsize)
+    if config.registration.enabled:
+        _check_registration(config, tiles)
     job = None if config.registration.enabled else _build(config, tiles, layout)
 
     started = active_client() is None  # else the run joins the caller's client
@@ -224,6 +277,7 @@ def stitch(
             progress=progress,
             mode=write_mode(config, started),
             shard=out.shard,
+            inputs=inputs,
         )
 
-    return _on_cluster(config, run, on_client)
+    return _on_cluster(config, run, on_client, notify)

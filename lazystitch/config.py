@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +50,43 @@ def _numbers(value: Any, key: str, n: int | None = None) -> tuple[float, ...]:
     return nums
 
 
+def _overlap_unit(part: Any) -> str:
+    return "%" if isinstance(part, str) and part.strip().endswith("%") else "other"
+
+
+def _overlap_value(part: Any) -> float:
+    """One overlap value as layout takes it: a fraction of the tile (< 1) or whole pixels.
+
+    ``"10%"`` is a percentage (0 to < 100), ``"20px"`` pixels, a bare number below 1 a fraction
+    and a bare whole number pixels. Anything else is ambiguous and refused.
+    """
+    text = str(part).strip().lower()
+    unit = "%" if text.endswith("%") else "px" if text.endswith("px") else ""
+    number = text.removesuffix("%").removesuffix("px").strip()
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"overlap must be numbers, got {part!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"overlap must be >= 0; got {part!r}")
+    if unit == "%":
+        if value >= 100:
+            raise ValueError(f"overlap {part!r} leaves no step between tiles (must be < 100%)")
+        return value / 100
+    if unit == "px" or value >= 1:
+        if value != int(value):
+            raise ValueError(
+                f"overlap {part!r} is neither a fraction of the tile (< 1) nor whole pixels; "
+                "write e.g. 0.15, 15% or 20px"
+            )
+        if unit == "" and value == 1 and (isinstance(part, float) or "." in number):
+            raise ValueError(
+                f"overlap {part!r} is ambiguous (a fraction must be < 1, and 100% leaves no "
+                "step): for one pixel write 1px"
+            )
+    return value
+
+
 class TilesOptions(_Model):
     pattern: str = Field(
         description="Tile file pattern with {row} and {col} fields (format specs allowed), "
@@ -71,10 +111,11 @@ class LayoutOptions(_Model):
     grid: tuple[int, int] | None = Field(
         None, description="Grid as 'ROWSxCOLS' (e.g. '4x6'); tiles in raster order."
     )
-    overlap: tuple[float, float] = Field(
-        (0.1, 0.1),
-        description="Overlap of neighbouring tiles with 'grid': a fraction of the tile (< 1), "
-        "a percentage ('10%') or pixels (>= 1); one value or 'Y,X'.",
+    overlap: tuple[float, float] | None = Field(
+        None,
+        description="Overlap of neighbouring tiles, required with 'grid': a fraction of the "
+        "tile (< 1, e.g. 0.1), a percentage ('10%') or whole pixels ('64' or '64px'); one "
+        "value or 'Y,X'.",
     )
     positions: Path | None = Field(
         None,
@@ -102,20 +143,24 @@ class LayoutOptions(_Model):
     @field_validator("overlap", mode="before")
     @classmethod
     def _parse_overlap(cls, v: Any) -> Any:
-        if isinstance(v, str) and "%" in v:  # "10%" or "10%,15%": percent of the tile
-            parts = [p.strip() for p in v.split(",")]
-            if not all(p.endswith("%") for p in parts):
-                raise ValueError(f"overlap mixes percent and other values: {v!r}")
-            v = [_numbers(p[:-1], "overlap")[0] / 100 for p in parts]
-        nums = _numbers(v, "overlap", 2)
-        if any(x < 0 for x in nums):
-            raise ValueError(f"overlap must be >= 0; got {v!r}")
+        if v is None:
+            return v
+        parts = [p for p in re.split(r"[,\s]+", v.strip()) if p] if isinstance(v, str) else v
+        parts = list(parts) if isinstance(parts, (list, tuple)) else [parts]
+        if len(parts) not in (1, 2):
+            raise ValueError(f"overlap must be one value or two (Y,X); got {v!r}")
+        units = {_overlap_unit(p) for p in parts}
+        if len(units) > 1:
+            raise ValueError(f"overlap mixes percent and other values: {v!r}")
+        nums = tuple(_overlap_value(p) for p in parts)
         return nums * 2 if len(nums) == 1 else nums
 
     @model_validator(mode="after")
     def _one_source(self) -> LayoutOptions:
         if (self.grid is None) == (self.positions is None):
             raise ValueError("give exactly one of 'grid' (with 'overlap') or 'positions'")
+        if self.grid is not None and self.overlap is None:
+            raise ValueError("'grid' needs 'overlap' (how much neighbouring tiles overlap)")
         return self
 
 
@@ -129,7 +174,11 @@ class FusionOptions(_Model):
 
 class WriteOptions(_Model):
     path: Path = Field(description="Output HDF5 file.")
-    dataset: str = Field("mosaic", min_length=1, description="Dataset name in the file.")
+    dataset: str = Field(
+        "mosaic",
+        min_length=1,
+        description="Dataset name in the file, e.g. 'mosaic' or 'images/mosaic'.",
+    )
     chunks: tuple[int, ...] | None = Field(
         None,
         description="Storage chunk shape: 'Y,X' (leading axes get 1), one value for square Y,X "
@@ -169,6 +218,27 @@ class WriteOptions(_Model):
     def _check_compression(cls, v: str) -> str:
         return str(ChunkCodec.parse(v))
 
+    @field_validator("dataset")
+    @classmethod
+    def _check_dataset(cls, v: str) -> str:
+        parts = v.split("/")
+        if not v.strip() or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(
+                f"dataset must be a name like 'mosaic' or 'group/mosaic' (no leading or "
+                f"doubled '/', no '.' or '..'); got {v!r}"
+            )
+        return v
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _check_path(cls, v: Any) -> Any:
+        text = str(v) if isinstance(v, (str, os.PathLike)) else None
+        if text is not None:
+            name = Path(text).name
+            if not text.strip() or text.endswith(("/", os.sep)) or name in ("", ".", ".."):
+                raise ValueError(f"path must name a file, e.g. mosaic.h5; got {text!r}")
+        return v
+
 
 class RegistrationOptions(_Model):
     enabled: bool = Field(
@@ -189,6 +259,8 @@ class RegistrationOptions(_Model):
 
 
 CLUSTER_KINDS = ("local", "address", "slurm", "pbs", "sge", "lsf")
+MIN_WORKER_MEMORY = 256 << 20
+MAX_WORKERS_PER_CORE = 4
 
 
 class ClusterOptions(_Model):
@@ -199,7 +271,11 @@ class ClusterOptions(_Model):
         "else local.",
     )
     workers: int | None = Field(None, ge=1, description="Worker processes (default: one per core).")
-    memory_limit: str = Field("auto", description="Memory limit per worker, e.g. '4GiB'.")
+    memory_limit: str = Field(
+        "auto",
+        description="Memory limit per LocalCluster worker, e.g. '4GiB' (at least "
+        f"{MIN_WORKER_MEMORY >> 20} MiB); 'auto' splits the machine's memory among workers.",
+    )
     scheduler: str | None = Field(
         None, description="Address of an existing dask scheduler instead of a LocalCluster."
     )
@@ -217,6 +293,38 @@ class ClusterOptions(_Model):
     wait_timeout: float = Field(
         300.0, gt=0, description="Seconds to wait for the first worker to join."
     )
+    connect_timeout: float = Field(
+        30.0, gt=0, description="Seconds to wait for an existing scheduler to answer."
+    )
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _check_memory(cls, v: str) -> str:
+        if str(v).strip().lower() == "auto":
+            return "auto"
+        from dask.utils import parse_bytes
+
+        try:
+            nbytes = parse_bytes(str(v))
+        except (ValueError, TypeError):
+            raise ValueError(f"memory_limit must be like 4GiB or auto; got {v!r}") from None
+        if nbytes < MIN_WORKER_MEMORY:
+            raise ValueError(
+                f"memory_limit {v!r} is too small: a worker needs at least "
+                f"{MIN_WORKER_MEMORY >> 20} MiB"
+            )
+        return str(v)
+
+    @field_validator("workers")
+    @classmethod
+    def _check_workers(cls, v: int | None) -> int | None:
+        cores = os.cpu_count() or 1
+        if v is not None and v > MAX_WORKERS_PER_CORE * cores:
+            raise ValueError(
+                f"workers {v} is more than {MAX_WORKERS_PER_CORE} per core "
+                f"({cores} cores here); each worker is a process"
+            )
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -231,6 +339,11 @@ class ClusterOptions(_Model):
             raise ValueError("scheduler is required when kind is address")
         if self.scheduler and self.kind != "address":
             raise ValueError(f"scheduler is only used with kind address, not {self.kind}")
+        if self.kind == "address" and self.workers is not None:
+            raise ValueError(
+                "workers cannot be set with an existing scheduler: its workers are already "
+                "running"
+            )
         if self.jobqueue and self.kind in ("local", "address"):
             raise ValueError(f"jobqueue is only used with slurm, pbs, sge or lsf, not {self.kind}")
         if self.max_jobs is not None and self.max_jobs < self.jobs:
@@ -247,7 +360,10 @@ class StitchConfig(_Model):
     cluster: ClusterOptions = ClusterOptions()
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
+def _format_errors(
+    exc: ValidationError, source: str, labels: Mapping[str, str] | None = None
+) -> str:
+    """One line naming each bad key; ``labels`` renames keys (the CLI adds its flags)."""
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -256,7 +372,7 @@ def _format_errors(exc: ValidationError, source: str) -> str:
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        lines.append(f"{key}: {msg}")
+        lines.append(f"{(labels or {}).get(key, key)}: {msg}")
     return f"invalid configuration{source}: " + "; ".join(lines)
 
 
@@ -290,7 +406,9 @@ def _merge(base: dict, overrides: dict) -> dict:
     return out
 
 
-def validate_config(data: dict, *, source: str = "") -> StitchConfig:
+def validate_config(
+    data: dict, *, source: str = "", labels: Mapping[str, str] | None = None
+) -> StitchConfig:
     """Validate a plain dict into :class:`StitchConfig`.
 
     Raises
@@ -301,11 +419,67 @@ def validate_config(data: dict, *, source: str = "") -> StitchConfig:
     try:
         return StitchConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(_format_errors(exc, source, labels)) from None
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> StitchConfig:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice (lines {seen[key]} and {line})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> dict:
+    """The mapping a YAML config file holds; errors name the file and the line."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder, not a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a YAML text file (not UTF-8)") from None
+    if "\x00" in text:
+        raise ConfigError(f"config file {path} is not a YAML text file (binary data)")
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise ConfigError(f"config file {path}{where}: {what}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of sections (tiles:, layout:, …)")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> StitchConfig:
     """Read a YAML config (optional), apply ``overrides`` (CLI flags), and validate.
+
+    ``labels`` names keys in error messages (``{"output.path": "--out (output.path)"}``).
 
     ``layout.grid`` and ``layout.positions`` are alternatives: an override of one drops the
     other from the file.
@@ -323,16 +497,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     if path is not None:
         path = Path(path)
         source = f" in {path}"
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must be a mapping of sections")
+        data = _read_yaml(path)
         data = _resolve(data, path.parent)
     overrides = overrides or {}
     lay = overrides.get("layout") or {}
@@ -341,4 +506,4 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             data["layout"].pop("positions", None)
         if lay.get("positions") is not None:
             data["layout"].pop("grid", None)
-    return validate_config(_merge(data, overrides), source=source)
+    return validate_config(_merge(data, overrides), source=source, labels=labels)

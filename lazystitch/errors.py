@@ -9,6 +9,7 @@ __all__ = [
     "LazystitchWarning",
     "OutputExistsError",
     "OutputLockedError",
+    "OutputTargetError",
     "PartialOutputError",
     "ResumeMismatchError",
     "TileError",
@@ -38,6 +39,11 @@ class LayoutError(LazystitchError, ValueError):
 
 class OutputExistsError(LazystitchError, FileExistsError):
     """The output file exists and ``overwrite`` was not asked for."""
+
+
+class OutputTargetError(LazystitchError, ValueError):
+    """The output path cannot be used: it is an input of the run, a folder, a device, or in a
+    place that cannot be written; or a folder beside it holds files lazystitch did not write."""
 
 
 class OutputLockedError(LazystitchError, RuntimeError):

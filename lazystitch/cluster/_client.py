@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lazystitch.errors import ConfigError, LazystitchError
@@ -64,6 +65,8 @@ def cluster_client(
     max_jobs: int | None = None,
     jobqueue: dict[str, Any] | None = None,
     wait_timeout: float = 300.0,
+    connect_timeout: float = 30.0,
+    notify: Callable[[str], None] | None = None,
 ) -> Iterator[object]:
     """Start the cluster ``kind`` names (or connect to ``scheduler``); yield its Client.
 
@@ -91,6 +94,10 @@ def cluster_client(
         of one single-threaded worker per job with 4 GiB.
     wait_timeout : float
         Seconds to wait for the first worker of a batch cluster or existing scheduler.
+    connect_timeout : float
+        Seconds to wait for an existing scheduler to answer.
+    notify : callable(str), optional
+        Gets a line of text every few seconds while a scheduler or worker is awaited.
 
     Yields
     ------
@@ -102,33 +109,104 @@ def cluster_client(
     ConfigError
         If dask-jobqueue is missing or rejects a ``jobqueue`` setting.
     LazystitchError
-        If no worker joins within ``wait_timeout``.
+        If the scheduler does not answer within ``connect_timeout``, or no worker joins
+        within ``wait_timeout``.
     """
     kind = kind or ("address" if scheduler else "local")
     if kind == "address":
         from distributed import Client
 
-        with Client(scheduler, timeout=wait_timeout) as client:
+        assert scheduler is not None
+        _probe_scheduler(scheduler, connect_timeout, notify)
+        with Client(scheduler, timeout=connect_timeout) as client:
             log.info("connected to scheduler %s", scheduler)
-            _wait_for_a_worker(client, f"the scheduler at {scheduler}", wait_timeout)
+            _wait_for_a_worker(client, f"the scheduler at {scheduler}", wait_timeout, notify)
             yield client
         return
     if kind in JOBQUEUE_CLASSES:
-        with _jobqueue_client(kind, jobs, max_jobs, jobqueue or {}, wait_timeout) as client:
+        with _jobqueue_client(
+            kind, jobs, max_jobs, jobqueue or {}, wait_timeout, notify
+        ) as client:
             yield client
         return
     with _local_client(workers, memory_limit, threads_per_worker, dashboard) as client:
         yield client
 
 
-def _wait_for_a_worker(client: Any, what: str, timeout: float) -> None:
+NOTIFY_EVERY = 5.0  # seconds between "still waiting" lines
+
+
+def _probe_scheduler(
+    address: str, timeout: float, notify: Callable[[str], None] | None = None
+) -> None:
+    """Check that a dask scheduler answers at ``address`` within ``timeout`` seconds.
+
+    distributed's own connect retries a refused port until its timeout, silently, and waits
+    forever on a port that accepts but never speaks; this bounds both and says so meanwhile.
+    """
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def ask() -> None:
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            await comm.read()
+        finally:
+            comm.abort()
+
+    async def probe() -> None:
+        task = asyncio.ensure_future(ask())
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            done, _ = await asyncio.wait({task}, timeout=max(0.0, min(NOTIFY_EVERY, left)))
+            if done:
+                task.result()
+                return
+            if time.monotonic() >= deadline:
+                task.cancel()
+                raise TimeoutError
+            if notify:
+                notify(
+                    f"lazystitch: waiting for the scheduler at {address} to answer "
+                    f"({timeout - left + 0.0:.0f} of {timeout:g} s, cluster.connect_timeout)"
+                )
+
     try:
-        client.wait_for_workers(1, timeout=timeout)
-    except TimeoutError:
+        asyncio.run(probe())
+    except (OSError, TimeoutError, asyncio.TimeoutError, ValueError) as exc:
+        why = "it did not answer" if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) else (
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        )
         raise LazystitchError(
-            f"no dask worker joined {what} within {timeout:g} s (cluster.wait_timeout); "
-            "check that workers are running (for batch jobs: the queue and the job logs)"
+            f"no dask scheduler answered at {address} within {timeout:g} s "
+            f"(--connect-timeout, cluster.connect_timeout): {why}"
         ) from None
+
+
+def _wait_for_a_worker(
+    client: Any, what: str, timeout: float, notify: Callable[[str], None] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            client.wait_for_workers(1, timeout=max(0.1, min(NOTIFY_EVERY, left)))
+            return
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise LazystitchError(
+                    f"no dask worker joined {what} within {timeout:g} s (--wait-timeout, "
+                    "cluster.wait_timeout); check that workers are running (for batch jobs: "
+                    "the queue and the job logs)"
+                ) from None
+            if notify:
+                notify(
+                    f"lazystitch: waiting for a worker to join {what} "
+                    f"({timeout - left:.0f} of {timeout:g} s)"
+                )
 
 
 def jobqueue_cluster(kind: str, settings: dict[str, Any]) -> Any:
@@ -160,7 +238,12 @@ def jobqueue_cluster(kind: str, settings: dict[str, Any]) -> Any:
 
 @contextlib.contextmanager
 def _jobqueue_client(
-    kind: str, jobs: int, max_jobs: int | None, settings: dict[str, Any], wait_timeout: float
+    kind: str,
+    jobs: int,
+    max_jobs: int | None,
+    settings: dict[str, Any],
+    wait_timeout: float,
+    notify: Callable[[str], None] | None = None,
 ) -> Iterator[object]:
     from distributed import Client
 
@@ -168,7 +251,7 @@ def _jobqueue_client(
         # adapt() rather than scale(): a worker job that dies or is cancelled is replaced
         cluster.adapt(minimum_jobs=jobs, maximum_jobs=max_jobs or jobs)
         log.info("submitted %d %s worker job(s)", jobs, kind)
-        _wait_for_a_worker(client, f"the {kind} cluster", wait_timeout)
+        _wait_for_a_worker(client, f"the {kind} cluster", wait_timeout, notify)
         yield client
 
 
@@ -193,6 +276,8 @@ def _local_client(
             processes=True,
             memory_limit=memory_limit,
             dashboard_address=":0" if dashboard else None,
+            # the workers' own log lines (a failed task's "Compute Failed" dump) only if asked
+            silence_logs=logging.INFO if log.isEnabledFor(logging.INFO) else logging.CRITICAL,
         ) as cluster,
         Client(cluster) as client,
     ):

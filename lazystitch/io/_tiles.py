@@ -72,8 +72,13 @@ class TileSet:
             str(header.path), self.shape, self.dtype, window
         )
 
+    def manifest(self) -> dict[str, str]:
+        """``{tile file: "size:modification time (ns)"}`` in (row, col) order: what a resume
+        compares to name a tile file that changed."""
+        return {str(hd.path.resolve()): f"{hd.size}:{hd.mtime_ns}" for hd in self.headers.values()}
+
     def fingerprint(self) -> str:
-        """A hash of every tile's path, size and modification time (for resume checks)."""
+        """A hash of every tile's (row, col), path, size and modification time."""
         h = hashlib.sha256()
         for key, hd in self.headers.items():
             h.update(f"{key}|{hd.path.resolve()}|{hd.size}|{hd.mtime_ns}\n".encode())

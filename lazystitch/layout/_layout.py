@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,7 +125,8 @@ def overlap_px(overlap: float | Sequence[float], tile_yx: tuple[int, int]) -> tu
         px = round(v * size) if v < 1 else round(v)
         if px >= size:
             raise ConfigError(
-                f"layout.overlap {axis} is {px} px but tiles are only {size} px along {axis}"
+                f"layout.overlap {axis} is {px} px but tiles are only {size} px along {axis}: "
+                "it leaves no step between tiles"
             )
         out.append(px)
     return out[0], out[1]
@@ -173,7 +175,13 @@ def read_positions_csv(path: str | Path) -> tuple[list[TileKey], np.ndarray]:
         raise ConfigError(f"layout.positions: file {path} does not exist")
     keys: list[TileKey] = []
     values: list[tuple[float, float]] = []
-    with path.open(newline="") as fh:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets write a byte-order mark
+    except UnicodeDecodeError:
+        raise ConfigError(f"positions file {path} is not a UTF-8 text (CSV) file") from None
+    if "\x00" in text:
+        raise ConfigError(f"positions file {path} is not a text (CSV) file")
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in ("row", "col", "y", "x") if c not in header]

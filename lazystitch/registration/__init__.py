@@ -11,6 +11,7 @@ from lazystitch.registration._pairwise import (
 from lazystitch.registration._plot import plot_registration
 from lazystitch.registration._register import (
     Registration,
+    check_max_shift,
     default_max_shift,
     neighbour_pairs,
     register,
@@ -22,6 +23,7 @@ __all__ = [
     "PairGeometry",
     "PairShift",
     "Registration",
+    "check_max_shift",
     "default_max_shift",
     "ncc",
     "neighbour_pairs",

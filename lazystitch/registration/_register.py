@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from lazystitch._typing import TileKey
 from lazystitch.cluster import active_client
-from lazystitch.errors import LayoutError
+from lazystitch.errors import ConfigError, LayoutError
 from lazystitch.io import TileSet
 from lazystitch.layout import Layout
 from lazystitch.registration._global import GlobalSolution, solve_positions
@@ -33,6 +33,22 @@ __all__ = ["Registration", "default_max_shift", "neighbour_pairs", "register"]
 def default_max_shift(tile_yx: tuple[int, int]) -> int:
     """20 px, or 5 % of the larger tile side if that is more."""
     return max(20, round(0.05 * max(tile_yx)))
+
+
+def check_max_shift(max_shift: float | None, tile_yx: tuple[int, int]) -> None:
+    """Refuse a search radius no overlap can use: it must be smaller than the tiles.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``registration.max_shift`` and the tile size.
+    """
+    if max_shift is not None and max_shift >= min(tile_yx):
+        raise ConfigError(
+            f"registration.max_shift {max_shift:g} px is not smaller than the tiles "
+            f"({tile_yx[0]}x{tile_yx[1]} px): no neighbour can be that far off; "
+            f"use less than {min(tile_yx)}"
+        )
 
 
 def neighbour_pairs(layout: Layout) -> list[tuple[TileKey, TileKey]]:
@@ -231,6 +247,7 @@ def register(
     than 50 pairs), so it adapts to the data the way ASHLAR's permutation test over non-adjacent
     tiles does, without reading any extra tile.
     """
+    check_max_shift(max_shift, layout.tile_yx)
     max_shift = float(max_shift if max_shift is not None else default_max_shift(layout.tile_yx))
     pairs, null, reads = _measure(tiles, layout, max_shift)
     threshold = float(np.percentile(null, 99)) if null else 0.0

@@ -10,6 +10,7 @@ from lazystitch.writers._hdf5 import (
 )
 from lazystitch.writers._info import describe_output
 from lazystitch.writers._shards import ShardError, WriteMode
+from lazystitch.writers._target import check_chunk_count, check_output, check_output_target
 
 __all__ = [
     "COMPLETE_ATTR",
@@ -21,6 +22,9 @@ __all__ = [
     "ShardError",
     "WriteMode",
     "WriteResult",
+    "check_chunk_count",
+    "check_output",
+    "check_output_target",
     "describe_output",
     "storage_chunks",
     "write_hdf5",

@@ -27,6 +27,7 @@ __all__ = [
     "durable_replace",
     "final_header",
     "fsync_path",
+    "missing_sources",
     "remove",
 ]
 
@@ -103,9 +104,54 @@ def durable_replace(src: Path, dst: Path) -> None:
     fsync_path(dst.parent)
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _some(items: list[str], limit: int = 3) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _input_differences(old: dict, new: dict) -> list[str]:
+    """What changed among a run's inputs (see ``LazyMosaic.fingerprint``), in words."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key == "tiles" and isinstance(a, dict) and isinstance(b, dict):
+            changed = [p for p in b if p in a and a[p] != b[p]]
+            if changed:
+                out.append(f"tile file {_some(changed)} changed (size or modification time)")
+            added = [p for p in b if p not in a]
+            if added:
+                out.append(f"tile file {_some(added)} was not an input of the partial run")
+            gone = [p for p in a if p not in b]
+            if gone:
+                out.append(f"tile file {_some(gone)} of the partial run is no longer an input")
+        elif key == "blend":
+            out.append(f"blend: {a!r} -> {b!r}")
+        else:
+            out.append(f"the {key} changed")
+    return out
+
+
 def differences(old: dict, new: dict) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    """How two run headers differ, one phrase per setting (inputs: per tile file, ...)."""
+    out: list[str] = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if k == "inputs" and isinstance(a, dict) and isinstance(b, dict):
+            out += _input_differences(a, b)
+        elif k == "inputs":
+            out.append("the inputs changed (the partial run was made by another version)")
+        else:
+            out.append(f"{k}: {_short(a)} -> {_short(b)}")
+    return out
 
 
 def check_same_settings(what: Path, old: dict, new: dict) -> None:
@@ -144,12 +190,21 @@ def create_dataset(
     return ds
 
 
+def missing_sources(path: Path, ds: h5py.Dataset) -> list[str]:
+    """The source files of a virtual dataset that are not where it reads them from."""
+    if not ds.is_virtual:
+        return []
+    names = sorted({vs.file_name for vs in ds.virtual_sources()})
+    return [n for n in names if n != "." and not (path.parent / n).exists()]
+
+
 def final_header(path: Path, dataset: str) -> dict | None:
-    """The run header of a complete output, or None (missing, partial or unreadable)."""
+    """The run header of a complete output, or None (missing, partial, unreadable, or a
+    virtual output whose shard files are gone)."""
     try:
         with h5py.File(path, "r") as f:
             ds = f[dataset]
-            if not bool(ds.attrs.get(COMPLETE_ATTR, False)):
+            if not bool(ds.attrs.get(COMPLETE_ATTR, False)) or missing_sources(path, ds):
                 return None
             return json.loads(ds.attrs[RUN_ATTR])
     except (OSError, KeyError, ValueError):

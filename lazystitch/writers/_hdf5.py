@@ -14,7 +14,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from lazystitch.writers._journal import ChunkIndex, ChunkRecord, Journal, read_j
 from lazystitch.writers._locks import output_lock
 from lazystitch.writers._shards import WriteMode, shard_shape, write_sharded
 from lazystitch.writers._stream import stream_chunks
+from lazystitch.writers._target import check_chunk_count, check_output
 
 __all__ = ["OutputPaths", "WriteResult", "storage_chunks", "write_hdf5"]
 
@@ -114,7 +115,7 @@ def _run_header(
     dataset: str,
     chunks: tuple[int, ...],
     codec: ChunkCodec,
-    fingerprint: str,
+    fingerprint: str | dict[str, Any],
     shard: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     header = {
@@ -303,7 +304,7 @@ def write_hdf5(
     chunks: tuple[int, ...] | None = None,
     codec: ChunkCodec | str = "none",
     attrs: dict[str, Any] | None = None,
-    fingerprint: str = "",
+    fingerprint: str | dict[str, Any] = "",
     overwrite: bool = False,
     resume: bool = False,
     progress: ProgressFn | None = None,
@@ -311,6 +312,7 @@ def write_hdf5(
     shard: tuple[int, ...] | None = None,
     batch_bytes: int = 64 << 20,
     batch_seconds: float = 1.0,
+    inputs: Sequence[str | os.PathLike] = (),
 ) -> WriteResult:
     """Compute ``mosaic`` and store it in ``path`` as one chunked dataset.
 
@@ -329,9 +331,10 @@ def write_hdf5(
         Compression, e.g. ``"none"``, ``"gzip:4"``, ``"lzf"``, ``"blosc"``, ``"zstd"``.
     attrs : dict, optional
         Attributes stored on the dataset.
-    fingerprint : str
+    fingerprint : str or dict
         Identifies the inputs (tiles, positions, blending); ``resume`` refuses a partial run made
-        from different inputs or settings.
+        from different inputs or settings. A dict (JSON-able) is compared entry by entry, so the
+        refusal names what changed (``{"tiles": {path: stamp}, "positions": hash, ...}``).
     overwrite : bool
         Replace an existing output (only when the new one is complete) or partial run.
     resume : bool
@@ -350,6 +353,8 @@ def write_hdf5(
     batch_bytes, batch_seconds : int, float
         A batch of written chunks is made durable (flush, fsync, journal) when it reaches this
         many bytes or this age.
+    inputs : sequence of path-like
+        The files the mosaic is made from (tiles, positions): ``path`` may not be one of them.
 
     Returns
     -------
@@ -358,7 +363,11 @@ def write_hdf5(
     Raises
     ------
     OutputExistsError, PartialOutputError, ResumeMismatchError, OutputLockedError
-        Nothing on disk is changed when these are raised. A run holds ``PATH.lock`` (host and
+        Nothing on disk is changed when these are raised.
+    OutputTargetError
+        If ``path`` is an input, a folder or a device, cannot be written, or a folder beside
+        it holds files lazystitch did not write; or ``chunks`` would make a huge number of
+        tiny chunks. A run holds ``PATH.lock`` (host and
         pid) while it works; a second run on the same output is refused, and a lock left by a
         dead process on this host is reported and taken over.
 
@@ -370,8 +379,11 @@ def write_hdf5(
     t0 = time.perf_counter()
     codec = codec if isinstance(codec, ChunkCodec) else ChunkCodec.parse(codec)
     mode = WriteMode(mode)
-    paths = OutputPaths(Path(path).absolute())
+    paths = check_output(
+        path, overwrite=overwrite, resume=resume, inputs=[Path(p) for p in inputs]
+    )
     chunks = storage_chunks(mosaic.shape, chunks)
+    check_chunk_count(tuple(mosaic.shape), chunks, mosaic.dtype.itemsize)
     shard = None if mode is WriteMode.single else shard_shape(mosaic.ndim, shard)
     header = _run_header(mosaic, dataset, chunks, codec, fingerprint, shard)
     total = math.prod(chunk_counts(mosaic.shape, chunks))

@@ -11,22 +11,49 @@ from typing import Any
 import h5py
 import numpy as np
 
+from lazystitch.errors import OutputTargetError
 from lazystitch.writers._chunks import chunk_counts
-from lazystitch.writers._files import COMPLETE_ATTR, RUN_ATTR, OutputPaths
+from lazystitch.writers._files import COMPLETE_ATTR, RUN_ATTR, OutputPaths, missing_sources
 from lazystitch.writers._journal import read_journal
 from lazystitch.writers._shards import RECORDS_ATTR
 
 __all__ = ["describe_output"]
 
 
+def _open_hdf5(path: Path) -> h5py.File:
+    """Open an output for reading, or say in one line why it is not one."""
+    if path.is_dir():
+        raise OutputTargetError(f"{path} is a folder, not an HDF5 output file")
+    if not h5py.is_hdf5(path):
+        raise OutputTargetError(f"{path} is not an HDF5 file (a lazystitch output is one)")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise OutputTargetError(f"{path} cannot be opened as HDF5: {exc}") from None
+
+
+def _find_dataset(f: h5py.File, path: Path, dataset: str | None) -> h5py.Dataset:
+    names: list[str] = []
+    f.visititems(lambda n, v: names.append(n) if isinstance(v, h5py.Dataset) else None)
+    if dataset is not None:
+        if dataset.strip("/") not in names:
+            raise OutputTargetError(
+                f"{path} has no dataset {dataset!r} (datasets: {', '.join(names) or 'none'})"
+            )
+        return f[dataset]
+    ours = [n for n in names if RUN_ATTR in f[n].attrs]
+    if not ours:
+        raise OutputTargetError(
+            f"{path} is not a lazystitch output: no dataset carries {RUN_ATTR} "
+            f"(datasets: {', '.join(names) or 'none'})"
+        )
+    return f[ours[0]]
+
+
 def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
-    with h5py.File(path, "r") as f:
-        if dataset is None:
-            names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
-            if not names:
-                raise ValueError(f"{path} holds no dataset")
-            dataset = next((n for n in names if RUN_ATTR in f[n].attrs), names[0])
-        ds = f[dataset]
+    with _open_hdf5(path) as f:
+        ds = _find_dataset(f, path, dataset)
+        dataset = ds.name.lstrip("/")
         attrs = ds.attrs
         info: dict[str, Any] = {
             "dataset": dataset,
@@ -39,6 +66,13 @@ def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
         }
         if ds.is_virtual:  # write mode virtual: chunks and compression are the shards'
             sources = {vs.file_name for vs in ds.virtual_sources()}
+            missing = missing_sources(path, ds)
+            if missing:
+                raise OutputTargetError(
+                    f"{path} is a virtual output but {len(missing)} of its {len(sources)} "
+                    f"shard files are missing (e.g. {missing[0]}): copy the folder "
+                    f"{Path(missing[0]).parent} beside it"
+                )
             folders = sorted({str(Path(n).parent) for n in sources})
             info["storage"] = f"virtual: {len(sources)} shard files in {', '.join(folders)}"
             if RUN_ATTR in attrs:
@@ -102,10 +136,14 @@ def describe_output(path: str | os.PathLike, dataset: str | None = None) -> dict
         info.update(_dataset_info(src, dataset))
         info.pop("complete", None)
     except (OSError, KeyError, ValueError) as exc:
-        info["error"] = f"cannot open the partial file: {exc}"
+        info["error"] = f"cannot open the partial file: {str(exc).splitlines()[0]}"
     journal = paths.journal if src == paths.partial else paths.prev_journal
     if journal.exists():
-        header, records = read_journal(journal)
+        try:
+            header, records = read_journal(journal)
+        except (ValueError, OSError):
+            header, records = None, {}
+    if journal.exists() and header is not None:
         total = math.prod(chunk_counts(header["shape"], header["chunks"]))
         info["chunks_written"], info["chunks_total"] = len(records), total
     info["hint"] = "continue it with --resume, or start over with --overwrite"

@@ -7,13 +7,19 @@ import json
 import os
 import socket
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from lazystitch.errors import LazystitchWarning, OutputLockedError
 
-__all__ = ["output_lock"]
+__all__ = ["check_unlocked", "lock_path", "output_lock"]
+
+
+def lock_path(final: Path) -> Path:
+    return final.with_name(final.name + ".lock")
 
 
 def _alive(pid: int) -> bool:
@@ -30,6 +36,68 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _holder(lock: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the live holder's record, None) or (None, why the lock is stale); (None, None): free.
+
+    A lock is written whole before it appears (a temporary file hard-linked into place), so an
+    empty or unreadable one was not written by a run of this version: it is stale.
+    """
+    try:
+        text = lock.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError):
+        return None, "it cannot be read"
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        holder = None
+    if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
+        return None, "it is empty or not a lazystitch lock"
+    if holder.get("host") == socket.gethostname() and not _alive(holder["pid"]):
+        return None, f"process {holder['pid']} on {holder['host']} is no longer running"
+    return holder, None
+
+
+def _locked_error(final: Path, lock: Path, holder: dict[str, Any]) -> OutputLockedError:
+    return OutputLockedError(
+        f"{final} is being written by another run (process {holder.get('pid')} on host "
+        f"{holder.get('host')}, lock {lock}); wait for it, or delete the lock if that run is gone"
+    )
+
+
+def check_unlocked(final: Path) -> None:
+    """Raise :class:`OutputLockedError` if a live run holds ``final``'s lock (changes nothing)."""
+    lock = lock_path(final)
+    holder, _ = _holder(lock)
+    if holder is not None:
+        raise _locked_error(final, lock, holder)
+
+
+def _create(lock: Path, record: dict[str, Any]) -> bool:
+    """Create ``lock`` holding ``record``, whole or not at all; False if it exists."""
+    tmp = lock.with_name(f"{lock.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            json.dump(record, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, lock)
+        except FileExistsError:
+            return False
+        except OSError:  # a filesystem without hard links: exclusive create instead
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as fh:
+                json.dump(record, fh)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def output_lock(final: Path) -> Iterator[Path]:
     """Hold ``FINAL.lock`` for the duration of a run.
@@ -41,37 +109,24 @@ def output_lock(final: Path) -> Iterator[Path]:
 
     Notes
     -----
-    A lock left by a process that no longer runs on this host (a crash, ``kill -9``) is stale:
-    it is reported with a :class:`LazystitchWarning` and taken over.
+    A lock left by a process that no longer runs on this host (a crash, ``kill -9``), or one
+    that is empty or unreadable, is stale: it is reported with a :class:`LazystitchWarning`
+    and taken over.
     """
-    lock = final.with_name(final.name + ".lock")
+    lock = lock_path(final)
     me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
     for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = json.loads(lock.read_text() or "{}")
-            except (OSError, ValueError):
-                holder = {}
-            host, pid = holder.get("host"), holder.get("pid")
-            if host == me["host"] and isinstance(pid, int) and not _alive(pid):
-                warnings.warn(
-                    f"removing a stale lock {lock} left by process {pid} on {host}, "
-                    "which is no longer running",
-                    LazystitchWarning,
-                    stacklevel=3,
-                )
-                lock.unlink(missing_ok=True)
-                continue
-            raise OutputLockedError(
-                f"{final} is being written by another run (process {pid} on host {host}, "
-                f"lock {lock}); wait for it, or delete the lock if that run is gone"
-            ) from None
-        with os.fdopen(fd, "w") as fh:
-            json.dump(me, fh)
-        break
-    else:  # pragma: no cover (someone re-created it between our unlink and open)
+        if _create(lock, me):
+            break
+        holder, stale = _holder(lock)
+        if holder is not None:
+            raise _locked_error(final, lock, holder)
+        if stale is not None:
+            warnings.warn(
+                f"removing a stale lock {lock}: {stale}", LazystitchWarning, stacklevel=3
+            )
+            lock.unlink(missing_ok=True)
+    else:  # pragma: no cover (someone re-created it between our unlink and create)
         raise OutputLockedError(f"{final} is locked by another run ({lock})")
     try:
         yield lock

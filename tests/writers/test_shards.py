@@ -212,7 +212,7 @@ def test_auto_write_mode_is_shards_only_for_batch_workers_lazystitch_started():
             None,
             {
                 "tiles": {"pattern": "t_{row}_{col}.tif"},
-                "layout": {"grid": "1x2"},
+                "layout": {"grid": "1x2", "overlap": 0.1},
                 "output": {"path": "m.h5"},
                 "cluster": cluster,
             },

@@ -1,0 +1,87 @@
+"""The ``lazystitch`` command line: a thin shell over the public API.
+
+:func:`main` turns every way a run ends into one line on stderr and an exit code: 0 for
+success, 1 for an error (``--debug``: the traceback), 2 for a usage error, and 128 + the
+signal's number for a run stopped from outside (130 for Ctrl-C, 143 for the SIGTERM a batch
+scheduler sends at its wall-time limit, 129 for SIGHUP), with the ``--resume`` hint.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import sys
+import warnings
+from types import FrameType
+from typing import Any
+
+import click
+
+from lazystitch.cli._app import RUN, app, say
+
+__all__ = ["app", "main"]
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_stopped_by: list[int] = []
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    """Turn a stop signal into ``KeyboardInterrupt`` so that every ``finally`` runs: the
+    writer makes what it wrote durable, the cluster shuts down."""
+    if not _stopped_by:
+        _stopped_by.append(signum)
+    raise KeyboardInterrupt
+
+
+def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    say(f"lazystitch: warning: {message}")
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc)
+
+
+def _message(exc: BaseException, out: Any) -> str:
+    """The one line an error gets."""
+    from lazystitch.errors import LazystitchError
+    from lazystitch.writers import OutputPaths
+
+    if _is_disk_full(exc):
+        where = f"writing {out}" if out else "writing"
+        return f"error: disk full while {where}; free space and run again with --resume"
+    text = str(exc).strip()
+    msg = text.splitlines()[0] if text else type(exc).__name__
+    kind = "error" if isinstance(exc, (LazystitchError, OSError, ValueError)) else type(exc).__name__
+    if out is not None and "--resume" not in msg and OutputPaths(out.absolute()).leftovers():
+        msg += "; what was written is kept: fix this and continue with --resume"
+    return f"{kind}: {msg}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``lazystitch`` command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args  # anywhere on the line, as well as before the command
+    args = [a for a in args if a != "--debug"]
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _stop)
+    if not debug:
+        warnings.showwarning = _show_warning
+    RUN.clear()
+    try:
+        app.main(args=args, prog_name="lazystitch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        signum = _stopped_by[0] if _stopped_by else signal.SIGINT
+        name = signal.Signals(signum).name
+        hint = "; continue with --resume" if RUN.get("out") else ""
+        say(f"lazystitch: interrupted by {name}{hint}")
+        sys.exit(128 + signum)
+    except click.ClickException as exc:  # usage errors: exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if debug:
+            raise
+        say(f"lazystitch: {_message(exc, RUN.get('out'))}")
+        sys.exit(1)
