@@ -50,8 +50,10 @@ def load_layout_and_tiles(config: StitchConfig) -> tuple[TileSet, Layout]:
         keys = [(r, c) for r in range(grid[0]) for c in range(grid[1])]
     tiles = open_tiles_pattern(opts.pattern, keys, start=opts.start, order=opts.order, grid=grid)
     if grid is None:
+        assert lay.positions is not None
         layout = positions_layout(keys, positions, tiles.tile_yx, lay.positions)
     else:
+        assert lay.overlap is not None  # the config requires it with a grid
         layout = grid_layout(*grid, tiles.tile_yx, lay.overlap)
     return tiles, layout
 

@@ -341,8 +341,7 @@ class ClusterOptions(_Model):
             raise ValueError(f"scheduler is only used with kind address, not {self.kind}")
         if self.kind == "address" and self.workers is not None:
             raise ValueError(
-                "workers cannot be set with an existing scheduler: its workers are already "
-                "running"
+                "workers cannot be set with an existing scheduler: its workers are already running"
             )
         if self.jobqueue and self.kind in ("local", "address"):
             raise ValueError(f"jobqueue is only used with slurm, pbs, sge or lsf, not {self.kind}")

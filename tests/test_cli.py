@@ -207,7 +207,9 @@ def test_bad_tiles_give_one_clear_line(tmp_path, tiles, breakage, message):
     else:
         tifffile.imwrite(d / "tile_r000_c001.tif", np.zeros((64, 80), np.float32))
     out = tmp_path / "m.h5"
-    proc = run("stitch", "--tiles", tiles.pattern, "--grid", "3x3", "--overlap", "10,16", "--out", out)
+    proc = run(
+        "stitch", "--tiles", tiles.pattern, "--grid", "3x3", "--overlap", "10,16", "--out", out
+    )
     assert proc.returncode == 1
     assert re.search(message, one_line_error(proc))
     assert not out.exists() and not (tmp_path / "m.h5.partial").exists()
@@ -218,7 +220,10 @@ def test_bad_tiles_give_one_clear_line(tmp_path, tiles, breakage, message):
     [
         ({"fusion": {"blend": "median"}}, r"fusion\.blend\)?: Input should be 'linear'"),
         ({"fusion": {"blnd": "max"}}, r"fusion\.blnd: unknown key"),
-        ({"output": {"path": "o.h5", "chunks": "a,b"}}, r"output\.chunks\)?: chunks must be numbers"),
+        (
+            {"output": {"path": "o.h5", "chunks": "a,b"}},
+            r"output\.chunks\)?: chunks must be numbers",
+        ),
     ],
 )
 def test_bad_config_gives_one_clear_line(tmp_path, config, message):

@@ -120,7 +120,13 @@ def test_overlap_cannot_mix_percent_and_px():
 
 @pytest.mark.parametrize(
     ("overlap", "expected"),
-    [("20px", (20.0, 20.0)), (64, (64.0, 64.0)), ("0", (0.0, 0.0)), ("99%", (0.99, 0.99)), ("1px", (1.0, 1.0))],
+    [
+        ("20px", (20.0, 20.0)),
+        (64, (64.0, 64.0)),
+        ("0", (0.0, 0.0)),
+        ("99%", (0.99, 0.99)),
+        ("1px", (1.0, 1.0)),
+    ],
 )
 def test_overlap_units(overlap, expected):
     cfg = load_config(None, {**BASE, "layout": {"grid": "2x2", "overlap": overlap}})
@@ -152,12 +158,18 @@ def test_grid_needs_an_overlap():
 def test_a_key_given_twice_is_refused_with_its_lines(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("tiles:\n  pattern: a_{row}_{col}.tif\nfusion:\n  blend: max\n  blend: linear\n")
-    with pytest.raises(ConfigError, match=r"c\.yaml line 5, column 3: key 'blend' is given twice \(lines 4 and 5\)"):
+    with pytest.raises(
+        ConfigError, match=r"c\.yaml line 5, column 3: key 'blend' is given twice \(lines 4 and 5\)"
+    ):
         load_config(p)
 
 
 @pytest.mark.parametrize(
-    ("content", "message"), [(b"\x89PNG\r\n\x1a\n\x00\x00", "not a YAML text file"), (b"- 1\n- 2\n", "mapping of sections")]
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not a YAML text file"),
+        (b"- 1\n- 2\n", "mapping of sections"),
+    ],
 )
 def test_a_config_that_is_no_yaml_mapping_names_the_file(tmp_path, content, message):
     p = tmp_path / "c.yaml"
@@ -175,7 +187,10 @@ def test_a_config_that_is_no_yaml_mapping_names_the_file(tmp_path, content, mess
         ({"memory_limit": "-1GiB"}, r"cluster\.memory_limit: .*too small"),
         ({"memory_limit": "lots"}, r"cluster\.memory_limit: .*like 4GiB"),
         ({"workers": 100_000}, r"cluster\.workers: .*per core"),
-        ({"workers": 2, "scheduler": "tcp://127.0.0.1:8786"}, r"workers cannot be set with an existing scheduler"),
+        (
+            {"workers": 2, "scheduler": "tcp://127.0.0.1:8786"},
+            r"workers cannot be set with an existing scheduler",
+        ),
     ],
 )
 def test_absurd_cluster_settings_are_refused(cluster, message):
@@ -197,7 +212,11 @@ def test_output_paths_that_name_no_file_are_refused(path):
 
 def test_labels_name_the_flags():
     with pytest.raises(ConfigError, match=r"--blend \(fusion\.blend\): Input should be"):
-        load_config(None, {**BASE, "fusion": {"blend": "x"}}, labels={"fusion.blend": "--blend (fusion.blend)"})
+        load_config(
+            None,
+            {**BASE, "fusion": {"blend": "x"}},
+            labels={"fusion.blend": "--blend (fusion.blend)"},
+        )
 
 
 def test_a_config_without_output_is_valid():

@@ -51,7 +51,9 @@ def _message(exc: BaseException, out: Any) -> str:
         return f"error: disk full while {where}; free space and run again with --resume"
     text = str(exc).strip()
     msg = text.splitlines()[0] if text else type(exc).__name__
-    kind = "error" if isinstance(exc, (LazystitchError, OSError, ValueError)) else type(exc).__name__
+    kind = (
+        "error" if isinstance(exc, (LazystitchError, OSError, ValueError)) else type(exc).__name__
+    )
     if out is not None and "--resume" not in msg and OutputPaths(out.absolute()).leftovers():
         msg += "; what was written is kept: fix this and continue with --resume"
     return f"{kind}: {msg}"

@@ -59,7 +59,9 @@ def _quiet_logs(verbose: bool) -> None:
     epilog="Run 'lazystitch COMMAND --help' for a command's options; "
     "'lazystitch demo' runs the whole job on built-in demo data.",
 )
-@click.version_option(__version__, "--version", prog_name="lazystitch", message="%(prog)s %(version)s")
+@click.version_option(
+    __version__, "--version", prog_name="lazystitch", message="%(prog)s %(version)s"
+)
 @click.option("--verbose", "-v", is_flag=True, help="Log more (distributed's logs included).")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
 def app(verbose: bool, debug: bool) -> None:
@@ -68,14 +70,18 @@ def app(verbose: bool, debug: bool) -> None:
 
 
 ConfigArg = click.argument(
-    "config", required=False, type=click.Path(path_type=Path, dir_okay=True), metavar="[CONFIG.yaml]"
+    "config",
+    required=False,
+    type=click.Path(path_type=Path, dir_okay=True),
+    metavar="[CONFIG.yaml]",
 )
 JsonOpt = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary last.")
 QuietOpt = click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 
 STITCH_EXAMPLES = """\b
 Examples:
-  lazystitch stitch --tiles 'data/t_r{row:03d}_c{col:03d}.tif' --grid 8x12 --overlap 10% --out mosaic.h5
+  lazystitch stitch --tiles 'data/t_r{row:03d}_c{col:03d}.tif' --grid 8x12 --overlap 10% \\
+      --out mosaic.h5
   lazystitch stitch --tiles 'data/t_{row}_{col}.tif' --positions positions.csv --out mosaic.h5
   lazystitch stitch run.yaml --blend max --resume
   lazystitch info mosaic.h5
@@ -102,7 +108,6 @@ def stitch(config: Path | None, as_json: bool, quiet: bool, **flags: Any) -> Non
     """
     from lazystitch.api import stitch as api_stitch
     from lazystitch.cluster import chunk_progress
-
     from lazystitch.errors import ConfigError
     from lazystitch.writers import check_output_target
 

@@ -124,9 +124,7 @@ def cluster_client(
             yield client
         return
     if kind in JOBQUEUE_CLASSES:
-        with _jobqueue_client(
-            kind, jobs, max_jobs, jobqueue or {}, wait_timeout, notify
-        ) as client:
+        with _jobqueue_client(kind, jobs, max_jobs, jobqueue or {}, wait_timeout, notify) as client:
             yield client
         return
     with _local_client(workers, memory_limit, threads_per_worker, dashboard) as client:
@@ -177,8 +175,10 @@ def _probe_scheduler(
     try:
         asyncio.run(probe())
     except (OSError, TimeoutError, asyncio.TimeoutError, ValueError) as exc:
-        why = "it did not answer" if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) else (
-            str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        why = (
+            "it did not answer"
+            if isinstance(exc, (TimeoutError, asyncio.TimeoutError))
+            else (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         )
         raise LazystitchError(
             f"no dask scheduler answered at {address} within {timeout:g} s "

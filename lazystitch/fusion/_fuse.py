@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import dask
 import dask.array as da
@@ -32,7 +33,7 @@ def tile_grid_array(tiles: TileSet, layout: Layout, plan: FusionPlan) -> da.Arra
     present = set(layout.keys)
     lead = (0,) * (len(tiles.shape) - 2)
     name = "tiles-" + tokenize(tiles.fingerprint(), rows, cols, sorted(present), tiles.shape)
-    dsk = {
+    dsk: dict[Any, Any] = {
         (name, *lead, i, j): (
             tiles.read_task((r, c)) if (r, c) in present else (np.zeros, tiles.shape, tiles.dtype)
         )

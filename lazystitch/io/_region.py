@@ -52,6 +52,7 @@ def _page_window(tif: tifffile.TiffFile, page: tifffile.TiffPage, window: Window
     (y0, y1), (x0, x1) = (window[0].start, window[0].stop), (window[1].start, window[1].stop)
     h, w = page.shape
     if page.is_contiguous and page.compression == 1 and page.fillorder == 1:
+        assert page.dtype is not None  # a contiguous page has one
         row = w * page.dtype.itemsize
         fh = tif.filehandle
         fh.seek(page.dataoffsets[0] + y0 * row)

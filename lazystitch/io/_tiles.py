@@ -165,4 +165,6 @@ def open_tiles_pattern(
         max((r for r, _ in keys), default=0) + 1,
         max((c for _, c in keys), default=0) + 1,
     )
-    return open_tiles(tile_paths(pattern, keys, rows=rows, cols=cols, start=start, order=order))
+    return open_tiles(
+        tile_paths(os.fspath(pattern), keys, rows=rows, cols=cols, start=start, order=order)
+    )

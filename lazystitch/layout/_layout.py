@@ -115,7 +115,11 @@ def overlap_px(overlap: float | Sequence[float], tile_yx: tuple[int, int]) -> tu
     tile_yx : (int, int)
         Tile height and width.
     """
-    values = [float(overlap)] * 2 if np.isscalar(overlap) else [float(v) for v in overlap]
+    values = (
+        [float(overlap)] * 2
+        if isinstance(overlap, (int, float, np.number))
+        else [float(v) for v in overlap]
+    )
     if len(values) != 2:
         raise ConfigError(f"layout.overlap must be one value or two (Y,X); got {overlap!r}")
     out = []

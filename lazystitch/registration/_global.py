@@ -158,7 +158,8 @@ def solve_positions(
     n = len(keys)
     idx = {k: i for i, k in enumerate(keys)}
     nominal = np.asarray(nominal, dtype=np.float64)
-    accepted, reasons = [], []
+    accepted: list[bool] = []
+    reasons: list[str | None] = []
     for p in pairs:
         if not p.ok:
             accepted.append(False)

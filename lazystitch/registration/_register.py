@@ -67,13 +67,14 @@ def _pair_task(
     decoys: int,
 ) -> tuple[PairShift, list[float], int]:
     """Register one pair from its two partial reads: (shift, null scores, bytes read)."""
-    (a, read), (b, read_b) = read_a, read_b
+    (a, nbytes_a), (b, nbytes_b) = read_a, read_b
     lead = tuple(range(a.ndim - 2))
     if lead:  # z/t stacks register in Y, X on a maximum projection
         a, b = a.max(axis=lead), b.max(axis=lead)
     result = register_strips(a, b, g, max_shift=max_shift, decoys=decoys)
-    shift, null = result if decoys else (result, [])
-    return shift, null, read + read_b
+    if isinstance(result, tuple):
+        return result[0], result[1], nbytes_a + nbytes_b
+    return result, [], nbytes_a + nbytes_b
 
 
 @dataclass(frozen=True)

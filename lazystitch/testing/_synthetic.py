@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +64,7 @@ def cut_tiles(
     }
 
 
-def write_positions_csv(path: str | Path, positions: dict[TileKey, tuple[float, float]]) -> Path:
+def write_positions_csv(path: str | Path, positions: Mapping[TileKey, tuple[float, float]]) -> Path:
     """Write a ``row,col,y,x`` positions file."""
     path = Path(path)
     with path.open("w", newline="") as fh:
@@ -133,7 +133,8 @@ def make_tiles(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    oy, ox = (overlap, overlap) if np.isscalar(overlap) else overlap
+    oy, ox = (overlap, overlap) if isinstance(overlap, (int, np.integer)) else overlap
+    oy, ox = int(oy), int(ox)
     h, w = tile_yx
     rng = np.random.default_rng(seed + 1)
     missing = set(missing)

@@ -45,7 +45,7 @@ def _assemble_encode(
         for b, s_sl, d_sl in zip(blocks, src, dst, strict=True):
             block[d_sl] = b[s_sl]
     data, mask = codec.encode(block, chunk_shape)
-    return data, mask, zlib.crc32(data)
+    return data, mask, zlib.crc32(data)  # type: ignore[arg-type]  # an ndarray is a buffer
 
 
 def _overlaps(edges: np.ndarray, lo: int, hi: int) -> list[tuple[int, slice, slice]]:
@@ -94,5 +94,5 @@ def chunk_graph(
             chunks,
         )
         keys.append(ChunkTask(idx, key, tuple(blocks)))
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[mosaic])
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[mosaic])  # type: ignore[list-item]
     return graph, keys

@@ -89,6 +89,7 @@ class ChunkCodec:
             return {"compression": "lzf"}
         import hdf5plugin
 
+        assert self.level is not None  # set for both by __post_init__
         if comp is Compression.zstd:
             return dict(hdf5plugin.Zstd(clevel=self.level))
         return dict(

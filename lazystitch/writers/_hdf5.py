@@ -162,7 +162,7 @@ class _ChunkFile:
     def write(self, index: ChunkIndex, data: bytes | np.ndarray, mask: int, crc32: int) -> None:
         offset = tuple(i * c for i, c in zip(index, self.chunks, strict=True))
         self.ds.id.write_direct_chunk(offset, data, filter_mask=mask)
-        nbytes = memoryview(data).nbytes
+        nbytes = memoryview(data).nbytes  # type: ignore[arg-type]  # an ndarray is a buffer
         self.pending.append(ChunkRecord(tuple(int(i) for i in index), nbytes, crc32, int(mask)))
         self.pending_bytes += nbytes
         self.written += 1
@@ -379,9 +379,7 @@ def write_hdf5(
     t0 = time.perf_counter()
     codec = codec if isinstance(codec, ChunkCodec) else ChunkCodec.parse(codec)
     mode = WriteMode(mode)
-    paths = check_output(
-        path, overwrite=overwrite, resume=resume, inputs=[Path(p) for p in inputs]
-    )
+    paths = check_output(path, overwrite=overwrite, resume=resume, inputs=[Path(p) for p in inputs])
     chunks = storage_chunks(mosaic.shape, chunks)
     check_chunk_count(tuple(mosaic.shape), chunks, mosaic.dtype.itemsize)
     shard = None if mode is WriteMode.single else shard_shape(mosaic.ndim, shard)

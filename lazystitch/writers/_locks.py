@@ -122,9 +122,7 @@ def output_lock(final: Path) -> Iterator[Path]:
         if holder is not None:
             raise _locked_error(final, lock, holder)
         if stale is not None:
-            warnings.warn(
-                f"removing a stale lock {lock}: {stale}", LazystitchWarning, stacklevel=3
-            )
+            warnings.warn(f"removing a stale lock {lock}: {stale}", LazystitchWarning, stacklevel=3)
             lock.unlink(missing_ok=True)
     else:  # pragma: no cover (someone re-created it between our unlink and create)
         raise OutputLockedError(f"{final} is locked by another run ({lock})")
