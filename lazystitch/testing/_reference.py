@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from lazystitch._typing import TileKey
-from lazystitch.fusion import edge_ramp, resample_axis
 
 __all__ = ["reference_stitch"]
 
@@ -18,9 +18,13 @@ def reference_stitch(
     """Paste whole tiles into one in-memory mosaic, tile by tile in (row, col) order.
 
     Each tile sits at the floor of its position (shifted so the minimum is (0, 0)) and, where
-    the position has a fraction, is first moved by it with bilinear interpolation; uncovered
-    pixels are 0; integer results are rounded to nearest. The linear weight of a tile pixel is
-    ``edge_ramp(H)[i] * edge_ramp(W)[j]``.
+    the position has a fraction, is first moved by it with bilinear interpolation
+    (``scipy.ndimage.shift``, order 1, edge values repeated); uncovered pixels are 0; integer
+    results are rounded to nearest. The linear weight of a tile pixel (i, j) is the product of
+    its distances, counted from 1, to the nearer edge along Y and along X.
+
+    Independent of lazystitch's fusion code (plain NumPy and SciPy), so that a bug the two
+    shared could not hide.
     """
     keys = sorted(tiles)
     exact = {}
@@ -43,15 +47,13 @@ def reference_stitch(
     for k in order:
         y, x = pos[k]
         tile = tiles[k]
-        if frac[k][0] or frac[k][1]:  # sub-pixel: the tile moved by its fraction (bilinear)
-            if frac[k][0]:
-                tile = resample_axis(tile, frac[k][0], tile.ndim - 2, first=True)
-            if frac[k][1]:
-                tile = resample_axis(tile, frac[k][1], tile.ndim - 1, first=True)
         tile = tile.astype(np.float64)
+        if frac[k][0] or frac[k][1]:  # sub-pixel: the tile moved by its fraction (bilinear)
+            shift = (0.0,) * (tile.ndim - 2) + (float(frac[k][0]), float(frac[k][1]))
+            tile = ndimage.shift(tile, shift, order=1, mode="nearest", prefilter=False)
         win = (..., slice(y, y + h), slice(x, x + w))
         if blend == "linear":
-            wgt = np.multiply.outer(edge_ramp(h), edge_ramp(w))
+            wgt = np.multiply.outer(_to_edge(h), _to_edge(w))
             num[win] += wgt * tile
             den[y : y + h, x : x + w] += wgt
         elif blend == "average":
@@ -75,3 +77,8 @@ def reference_stitch(
         info = np.iinfo(dtype)
         num = np.clip(np.rint(num), info.min, info.max)
     return num.astype(dtype)
+
+
+def _to_edge(n: int) -> np.ndarray:
+    """Each pixel's distance to the nearer end of an ``n``-pixel axis, counted from 1."""
+    return np.array([min(i + 1, n - i) for i in range(n)], dtype=np.float64)

@@ -119,7 +119,7 @@ def test_worker_count_does_not_change_bytes(tmp_path, any_client, blend):
 
 
 @settings(
-    max_examples=25,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -171,12 +171,9 @@ def test_random_layouts_match_reference(
     )
     ts = open_tiles_pattern(s.pattern, s.positions)
     lay = positions_from_csv(s.positions_csv, ts.tile_yx)
-    try:
-        mosaic = fuse(ts, lay, blend=blend)
-    except LayoutError:
-        # only acceptable where a whole row/column is missing or neighbours do not overlap
-        assert missing or min(oy, ox) == 0
-        return
+    # tiles off the grid by at most a quarter of the overlap, any one cell missing: always
+    # inside what fusion supports (its refusals are tested on purpose-made layouts below)
+    mosaic = fuse(ts, lay, blend=blend)
     got = client.compute(mosaic.rechunk((cy, cx))).result()
     np.testing.assert_array_equal(got, reference_stitch(s.tiles, s.positions, blend))
 
