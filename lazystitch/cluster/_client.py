@@ -169,7 +169,7 @@ def _probe_scheduler(
             if notify:
                 notify(
                     f"lazystitch: waiting for the scheduler at {address} to answer "
-                    f"({timeout - left + 0.0:.0f} of {timeout:g} s, cluster.connect_timeout)"
+                    f"({timeout - (deadline - time.monotonic()):.0f} of {timeout:g} s)"
                 )
 
     try:
@@ -205,7 +205,7 @@ def _wait_for_a_worker(
             if notify:
                 notify(
                     f"lazystitch: waiting for a worker to join {what} "
-                    f"({timeout - left:.0f} of {timeout:g} s)"
+                    f"({timeout - (deadline - time.monotonic()):.0f} of {timeout:g} s)"
                 )
 
 
@@ -278,6 +278,7 @@ def _local_client(
             dashboard_address=":0" if dashboard else None,
             # the workers' own log lines (a failed task's "Compute Failed" dump) only if asked
             silence_logs=logging.INFO if log.isEnabledFor(logging.INFO) else logging.CRITICAL,
+            preload=["lazystitch.cluster._worker_setup"],  # workers ignore Ctrl-C
         ) as cluster,
         Client(cluster) as client,
     ):

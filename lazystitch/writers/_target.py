@@ -22,7 +22,7 @@ __all__ = [
 
 # a shard folder holds only these: whole shard files and the temporary names they are written to
 _SHARD_NAME = re.compile(r"shard(_\d+)+\.h5(\.[0-9a-f]+\.tmp)?")
-MAX_SMALL_CHUNKS = 100_000  # more chunks than this must each be at least MIN_CHUNK_BYTES
+MAX_SMALL_CHUNKS = 10_000  # more chunks than this must each be at least MIN_CHUNK_BYTES
 MIN_CHUNK_BYTES = 64 << 10
 
 
