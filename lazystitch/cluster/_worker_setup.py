@@ -7,12 +7,11 @@ written durable, prints one line and shuts the cluster down) and no worker print
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from typing import Any
 
 
 def dask_setup(worker: Any) -> None:
-    try:
+    with contextlib.suppress(ValueError):  # ValueError: not the worker's main thread
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # pragma: no cover (not the main thread of the worker process)
-        pass
