@@ -32,6 +32,11 @@ class TileError(LazystitchError, ValueError):
 class TileNotFoundError(TileError, FileNotFoundError):
     """A tile file named by the pattern or the positions file does not exist."""
 
+    def __new__(cls, *args: object, **kwargs: object) -> TileNotFoundError:
+        # OSError lays out the instance: pickling (tblib's, as distributed sends a worker's
+        # error to the client) must create it with OSError's __new__, not ValueError's
+        return FileNotFoundError.__new__(cls, *args)
+
 
 class LayoutError(LazystitchError, ValueError):
     """The tile positions cannot be fused with the chosen design (see message)."""

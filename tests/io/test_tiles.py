@@ -118,3 +118,21 @@ def test_open_tiles_reports_count_of_bad_files(tmp_path):
         open_tiles(
             {(0, 0): tmp_path / "a.tif", (0, 1): tmp_path / "b.tif", (1, 0): tmp_path / "c.tif"}
         )
+
+
+def test_errors_keep_their_type_across_processes():
+    """A worker's error reaches the client as the same class (distributed pickles it with
+    tblib), so the CLI can word it and the user can catch it."""
+    import distributed  # noqa: F401  (installs tblib's exception pickling)
+    from distributed.protocol import pickle
+
+    from lazystitch import errors
+
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        if issubclass(cls, Exception):
+            try:
+                raise cls("boom") from None
+            except cls as exc:
+                back = pickle.loads(pickle.dumps(exc))
+            assert type(back) is cls and str(back) == "boom"
