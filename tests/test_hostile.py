@@ -411,3 +411,52 @@ def test_resume_after_a_changed_input_names_it_and_keeps_the_partial_run(
     )
     refused(proc, "cannot resume", *words)
     assert {p: p.read_bytes() for p in OutputPaths(out).leftovers()} == before
+
+
+@pytest.mark.slow
+def test_a_tile_lost_mid_run_is_one_line_with_the_resume_hint(tmp_path, big_tiles, stitch_command):
+    out = tmp_path / "m.h5"
+    proc = _started(big_tiles, out, stitch_command)
+    lost = big_tiles.directory / "tile_r003_c004.tif"  # the last tile: read last
+    lost.unlink()
+    _, err = proc.communicate(timeout=120)
+    line = refused(
+        subprocess.CompletedProcess(proc.args, proc.returncode, "", err), str(lost), "--resume"
+    )
+    assert line.startswith("lazystitch: error: tile file") and "Compute Failed" not in err
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB filesystem (tmpfs; needs root), removed after the test."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", disk], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_says_so_and_leaves_a_resumable_run(tmp_path, big_tiles, small_disk, client):
+    out = small_disk / "m.h5"  # the mosaic needs 1.2 MB
+    proc = run(
+        *stitch(big_tiles, out, "--chunks", "64,64", "--scheduler", client.scheduler.address)
+    )
+    refused(proc, f"disk full while writing {out}; free space and run again with --resume")
+    assert not out.exists() and OutputPaths(out).partial.exists()
+    assert not (small_disk / "m.h5.lock").exists()
+
+
+def test_a_disk_full_at_start_leaves_no_lock(tmp_path, tiles, small_disk):
+    filler = small_disk / "filler"
+    with open(filler, "wb") as fh, pytest.raises(OSError):
+        while True:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+    out = small_disk / "m.h5"
+    refused(run(*stitch(tiles, out, "--workers", "1")), "disk full")
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
