@@ -15,9 +15,7 @@ import warnings
 from types import FrameType
 from typing import Any
 
-import click
-
-from lazystitch.cli._app import RUN, app, say
+import click  # light: the rest of lazystitch is imported inside main()
 
 __all__ = ["app", "main"]
 
@@ -34,7 +32,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    say(f"lazystitch: warning: {message}")
+    print(f"lazystitch: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _is_disk_full(exc: BaseException) -> bool:
@@ -64,26 +62,38 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args  # anywhere on the line, as well as before the command
     args = [a for a in args if a != "--debug"]
-    for sig in _STOP_SIGNALS:
+    for sig in _STOP_SIGNALS:  # first: a stop during the imports below is a stop like any other
         signal.signal(sig, _stop)
     if not debug:
         warnings.showwarning = _show_warning
-    RUN.clear()
+    run: dict[str, Any] = {}
     try:
+        from lazystitch.cli._app import RUN, app
+
+        RUN.clear()
+        run = RUN
         app.main(args=args, prog_name="lazystitch", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         signum = _stopped_by[0] if _stopped_by else signal.SIGINT
         name = signal.Signals(signum).name
-        hint = "; continue with --resume" if RUN.get("out") else ""
-        say(f"lazystitch: interrupted by {name}{hint}")
+        hint = "; continue with --resume" if run.get("out") else ""
+        print(f"lazystitch: interrupted by {name}{hint}", file=sys.stderr, flush=True)
         sys.exit(128 + signum)
-    except click.ClickException as exc:  # usage errors: exit 2
-        exc.show()
-        sys.exit(exc.exit_code)
     except Exception as exc:
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors: exit 2
+            exc.show()
+            sys.exit(exc.exit_code)
         if debug:
             raise
-        say(f"lazystitch: {_message(exc, RUN.get('out'))}")
+        print(f"lazystitch: {_message(exc, run.get('out'))}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the click group, imported on first use
+        from lazystitch.cli._app import app
+
+        return app
+    raise AttributeError(name)
