@@ -25,8 +25,6 @@ import numpy as np
 
 from lazystitch.errors import (
     LazystitchWarning,
-    OutputExistsError,
-    PartialOutputError,
     ResumeMismatchError,
 )
 from lazystitch.writers._chunks import chunk_counts, chunk_graph
@@ -46,7 +44,7 @@ from lazystitch.writers._journal import ChunkIndex, ChunkRecord, Journal, read_j
 from lazystitch.writers._locks import output_lock
 from lazystitch.writers._shards import WriteMode, shard_shape, write_sharded
 from lazystitch.writers._stream import stream_chunks
-from lazystitch.writers._target import check_chunk_count, check_output
+from lazystitch.writers._target import check_chunk_count, check_output, refuse_clobber
 
 __all__ = ["OutputPaths", "WriteResult", "storage_chunks", "write_hdf5"]
 
@@ -206,23 +204,17 @@ class _ChunkFile:
 
 
 def _check_paths(paths: OutputPaths, header: dict, *, overwrite: bool, resume: bool) -> bool:
-    """Refuse to clobber; return True if the final output is already complete and matching."""
-    if paths.final.exists() and not overwrite:
-        if resume:
-            old = final_header(paths.final, header["dataset"])
-            if old is not None and not differences(old, header):
-                return True
-        raise OutputExistsError(
-            f"output {paths.final} already exists; pass --overwrite to replace it"
-        )
-    leftovers = paths.leftovers()
-    if leftovers and not (resume or overwrite):
-        raise PartialOutputError(
-            f"a partial run was left at {leftovers[0]}; pass --resume to continue it or "
-            "--overwrite to start over"
-        )
+    """Refuse to clobber (again, under the lock); return True if the final output is already
+    complete and matching. ``overwrite`` clears what an earlier run left."""
+
+    def matches() -> bool:
+        old = final_header(paths.final, header["dataset"])
+        return old is not None and not differences(old, header)
+
+    if refuse_clobber(paths, overwrite=overwrite, resume=resume, final_matches=matches):
+        return True
     if overwrite and not resume:
-        for p in leftovers:
+        for p in paths.leftovers():
             remove(p)
     return False
 

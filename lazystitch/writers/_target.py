@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from lazystitch.errors import OutputExistsError, OutputTargetError, PartialOutputError
@@ -18,6 +18,7 @@ __all__ = [
     "check_output",
     "check_output_target",
     "foreign_entries",
+    "refuse_clobber",
 ]
 
 # a shard folder holds only these: whole shard files and the temporary names they are written to
@@ -107,7 +108,29 @@ def check_output(
                 f"{folder} holds files lazystitch did not write ({', '.join(foreign[:3])}); "
                 "move it away or choose another output path"
             )
-    if paths.final.exists() and not (overwrite or resume):
+    refuse_clobber(paths, overwrite=overwrite, resume=resume)
+    check_unlocked(paths.final)
+    return paths
+
+
+def refuse_clobber(
+    paths: OutputPaths,
+    *,
+    overwrite: bool,
+    resume: bool,
+    final_matches: Callable[[], bool] | None = None,
+) -> bool:
+    """Refuse to replace an output or a partial run that was not given up; True if ``resume``
+    finds the output complete with these settings (``final_matches``; None: not known yet,
+    decided once the run's settings are).
+
+    Raises
+    ------
+    OutputExistsError, PartialOutputError
+    """
+    if paths.final.exists() and not overwrite:
+        if resume and (final_matches is None or final_matches()):
+            return final_matches is not None
         raise OutputExistsError(
             f"output {paths.final} already exists; pass --overwrite to replace it"
         )
@@ -117,5 +140,4 @@ def check_output(
             f"a partial run was left at {leftovers[0]}; pass --resume to continue it or "
             "--overwrite to start over"
         )
-    check_unlocked(paths.final)
-    return paths
+    return False
