@@ -51,7 +51,7 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, stitch_c
         time.sleep(0.01)
     assert proc.poll() is None, "the run finished before it could be killed; make the job larger"
     os.killpg(proc.pid, signal.SIGKILL)  # the client and its LocalCluster workers
-    proc.wait()
+    proc.communicate()
     assert not out.exists()
     assert (paths.shards if mode == "shards" else paths.partial).exists()
     durable = _durable_chunks(paths, mode)
@@ -105,6 +105,7 @@ def test_concurrent_run_is_refused_while_the_first_writes(tmp_path, stitch_comma
         f"process {first.pid} on host" in second.stderr
         and "being written by another run" in second.stderr
     )
-    assert first.wait(timeout=300) == 0  # the first run was not disturbed
+    first.communicate(timeout=300)
+    assert first.returncode == 0  # the first run was not disturbed
     with h5py.File(out) as f:
         assert f["mosaic"].attrs["lazystitch_complete"]

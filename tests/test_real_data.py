@@ -17,7 +17,7 @@ PATTERN = str(MIST / "tiles" / "ImageName_t01_p{index:02d}.tif")
 
 def _ground_truth(tmp_path):
     """The ground truth as a lazystitch positions CSV, and tiles keyed by (row, col)."""
-    rows = list(csv.DictReader((MIST / "ground_truth_positions.csv").open()))
+    rows = list(csv.DictReader((MIST / "ground_truth_positions.csv").read_text().splitlines()))
     out = tmp_path / "gt.csv"
     with out.open("w", newline="") as fh:
         w = csv.writer(fh)

@@ -49,7 +49,7 @@ def test_mist_real_tiles_land_within_half_a_pixel(client):
     keys = [(r, c) for r in range(5) for c in range(5)]
     tiles = open_tiles_pattern(MIST_PATTERN, keys, start=1, order="column", grid=(5, 5))
     reg = register(tiles, grid_layout(5, 5, tiles.tile_yx, (12, 15)))
-    rows = list(csv.DictReader((MIST / "ground_truth_positions.csv").open()))
+    rows = list(csv.DictReader((MIST / "ground_truth_positions.csv").read_text().splitlines()))
     gt = {(int(r["row"]), int(r["col"])): (float(r["y"]), float(r["x"])) for r in rows}
     truth = np.array([gt[k] for k in reg.layout.keys])
     err = _errors(reg.layout.positions, truth, np.ones(25, bool))
@@ -60,7 +60,7 @@ def test_mist_real_tiles_land_within_half_a_pixel(client):
 def test_stitch2d_bse_within_2px_of_its_reference(tmp_path, client):
     src = DATA / "stitch2d_bse_3x2"
     ref = {}
-    for r in csv.DictReader((src / "reference_positions_stitch2d.csv").open()):
+    for r in csv.DictReader((src / "reference_positions_stitch2d.csv").read_text().splitlines()):
         key = (int(r["grid_row"]), int(r["grid_col"]))
         tifffile.imwrite(
             tmp_path / f"t_{key[0]}_{key[1]}.tif", iio.imread(src / "tiles" / r["file"])
@@ -146,7 +146,7 @@ def test_cli_register_csv_feeds_stitch_and_stitch_register_matches_ground_truth(
     assert abs(mosaic.shape[0] - 888) <= 1 and abs(mosaic.shape[1] - 1188) <= 1
     from lazystitch.registration import ncc
 
-    for r in csv.DictReader((MIST / "ground_truth_positions.csv").open()):
+    for r in csv.DictReader((MIST / "ground_truth_positions.csv").read_text().splitlines()):
         y, x = placed[(int(r["row"]), int(r["col"]))]
         tile = tifffile.imread(MIST / "tiles" / r["file"])
         # the inner part, which no later tile overwrites under "last", correlates best exactly
