@@ -368,6 +368,8 @@ def test_a_stopped_run_exits_non_zero_with_the_resume_hint(
     assert proc.returncode == code, err
     assert f"lazystitch: interrupted by {signal.Signals(sig).name}; continue with --resume" in err
     assert "Traceback" not in err and not out.exists()
+    if sig != signal.SIGINT:  # the resume after a stop is the same whatever stopped it
+        return
     done = subprocess.run(
         stitch_command(big_tiles, out, "--workers", "2", "--resume"),
         capture_output=True,

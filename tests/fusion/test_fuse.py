@@ -119,7 +119,7 @@ def test_worker_count_does_not_change_bytes(tmp_path, any_client, blend):
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
