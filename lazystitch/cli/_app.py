@@ -49,8 +49,12 @@ def _quiet_logs(verbose: bool) -> None:
 
         # errors reach the user as exceptions with one clear line; distributed's own logs of
         # the same failures (a task's "Compute Failed", a heartbeat at shutdown) are noise
-        for name in ("distributed", "tornado", "asyncio"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+        # (distributed's config sets some child loggers, e.g. tornado.application, explicitly)
+        quiet = ("distributed", "tornado", "asyncio")
+        names = [*quiet, *logging.root.manager.loggerDict]
+        for name in names:
+            if name.split(".")[0] in quiet:
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         logging.getLogger("bokeh").setLevel(logging.ERROR)  # its wildcard-host notice
 
 
