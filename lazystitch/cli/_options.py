@@ -47,7 +47,7 @@ class Flag:
 
     def field(self) -> FieldInfo:
         section, name = self.key.split(".")
-        model = _model(StitchConfig.model_fields[section].annotation)
+        model = _strip_none(StitchConfig.model_fields[section].annotation)
         return model.model_fields[name]
 
     def option(self) -> Callable[[Any], Any]:
@@ -77,10 +77,6 @@ class Flag:
             help=help_text,
             show_default=shown if shown is not None else False,
         )
-
-
-def _model(annotation: Any) -> Any:
-    return _strip_none(annotation)
 
 
 def _strip_none(annotation: Any) -> Any:
