@@ -22,11 +22,14 @@ from lazystitch.io import TileSet, open_tiles_pattern
 from lazystitch.layout import Layout, grid_layout, positions_layout, read_positions_csv
 from lazystitch.registration import Registration, check_max_shift, register
 from lazystitch.writers import (
+    ChunkCodec,
     ProgressFn,
     WriteMode,
     WriteResult,
     check_chunk_count,
     check_output,
+    output_format,
+    plan_arrays,
     storage_chunks,
     write_hdf5,
 )
@@ -255,9 +258,18 @@ def stitch(
     tiles, layout = load_layout_and_tiles(config)
     inputs = [hd.path for hd in tiles.headers.values()]
     inputs += [config.layout.positions] if config.layout.positions else []
-    check_output(out.path, overwrite=out.overwrite, resume=out.resume, inputs=inputs)
+    fmt = output_format(out.path, out.format)
     shape = (*tiles.shape[:-2], *layout.mosaic_yx)
-    check_chunk_count(shape, storage_chunks(shape, out.chunks), tiles.dtype.itemsize)
+    fmt.check(shape, tiles.dtype, ChunkCodec.parse(out.compression))
+    for companion in fmt.companions(out.path):
+        check_output(companion, overwrite=out.overwrite, resume=out.resume, inputs=inputs)
+    check_output(fmt.data_path(out.path), overwrite=out.overwrite, resume=out.resume, inputs=inputs)
+    chunks = storage_chunks(shape, out.chunks)
+    check_chunk_count(shape, chunks, tiles.dtype.itemsize)
+    try:
+        plan_arrays(fmt, out.dataset, shape, tiles.dtype, chunks, out.levels if out.pyramid else 1)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: output.levels: {exc}") from None
     if config.registration.enabled:
         _check_registration(config, tiles)
     job = None if config.registration.enabled else _build(config, tiles, layout)
@@ -280,6 +292,9 @@ def stitch(
             mode=write_mode(config, started),
             shard=out.shard,
             inputs=inputs,
+            levels=out.levels if out.pyramid else 1,
+            format=fmt.name,
+            pixel_size=config.tiles.pixel_size,
         )
 
     return _on_cluster(config, run, on_client, notify)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lazystitch.errors import ConfigError
 from lazystitch.fusion import BlendMode
 from lazystitch.io import pattern_fields
-from lazystitch.writers import ChunkCodec
+from lazystitch.writers import ChunkCodec, parse_levels
 
 __all__ = [
     "ClusterOptions",
@@ -99,6 +99,12 @@ class TilesOptions(_Model):
         description="How {index} counts tiles: row by row, column by column, or meandering "
         "(snake) by rows or columns.",
     )
+    pixel_size: float | None = Field(
+        None,
+        gt=0,
+        description="Pixel size in µm (Y and X), recorded in the output's metadata; unknown "
+        "when not given.",
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -173,7 +179,21 @@ class FusionOptions(_Model):
 
 
 class WriteOptions(_Model):
-    path: Path = Field(description="Output HDF5 file.")
+    path: Path = Field(
+        description="Output file: FILE.h5 (plain HDF5) or FILE.xml (BigDataViewer XML, with "
+        "its FILE.h5 beside it)."
+    )
+    format: Literal["auto", "hdf5", "bdv"] = Field(
+        "auto",
+        description="hdf5: the mosaic at /mosaic, its levels beside it. bdv: BigDataViewer "
+        "XML + HDF5 (Fiji, BigStitcher). auto: bdv when the output ends in .xml, else hdf5.",
+    )
+    pyramid: bool = Field(True, description="Write a multiscale pyramid (2x2 block means).")
+    levels: int | Literal["auto"] = Field(
+        "auto",
+        description="Pyramid levels in all, full resolution included: a number, or auto "
+        "(halve until a level fits in one chunk).",
+    )
     dataset: str = Field(
         "mosaic",
         min_length=1,
@@ -212,6 +232,11 @@ class WriteOptions(_Model):
         if any(x < 1 or x != int(x) for x in nums):
             raise ValueError(f"{info.field_name} must be positive integers; got {v!r}")
         return tuple(int(x) for x in nums)
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _check_levels(cls, v: Any) -> Any:
+        return parse_levels(v)
 
     @field_validator("compression")
     @classmethod

@@ -14,6 +14,7 @@ import numpy as np
 
 from lazystitch.errors import ResumeMismatchError
 from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._plan import ArraySpec
 
 __all__ = [
     "COMPLETE_ATTR",
@@ -22,11 +23,12 @@ __all__ = [
     "VIRTUAL_LIBVER",
     "OutputPaths",
     "check_same_settings",
-    "create_dataset",
+    "create_array",
     "differences",
     "durable_replace",
     "final_header",
     "fsync_path",
+    "header_arrays",
     "missing_sources",
     "remove",
 ]
@@ -165,29 +167,49 @@ def check_same_settings(what: Path, old: dict, new: dict) -> None:
         )
 
 
-def create_dataset(
+def create_array(
     file: h5py.File,
-    header: dict,
+    spec: ArraySpec,
     codec: ChunkCodec,
     attrs: dict[str, Any],
+    header: dict | None = None,
     shape: tuple[int, ...] | None = None,
 ) -> h5py.Dataset:
-    """The chunked dataset a run writes (``shape`` overrides the mosaic's, for a shard),
-    marked incomplete and carrying the run header that ``resume`` checks."""
+    """One chunked dataset of a run (``shape`` overrides the stored shape, for a shard).
+
+    Level 0 (given ``header``) is marked incomplete and carries the run header that
+    ``resume`` checks.
+    """
     ds = file.create_dataset(
-        header["dataset"],
-        shape=tuple(header["shape"]) if shape is None else shape,
-        dtype=np.dtype(header["dtype"]),
-        chunks=tuple(header["chunks"]),
+        spec.name,
+        shape=spec.stored_shape if shape is None else shape,
+        dtype=np.dtype(spec.dtype),
+        chunks=spec.stored_chunks,
         fillvalue=0,
         track_times=False,
         **codec.dataset_kwargs(),
     )
     for k, v in attrs.items():
         ds.attrs[k] = v
-    ds.attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
-    ds.attrs[COMPLETE_ATTR] = False
+    if header is not None:
+        ds.attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
+        ds.attrs[COMPLETE_ATTR] = False
     return ds
+
+
+def header_arrays(header: dict) -> list[ArraySpec]:
+    """The arrays a run header lists."""
+    return [
+        ArraySpec(
+            a["name"],
+            tuple(a["shape"]),
+            a["dtype"],
+            tuple(a["chunks"]),
+            int(a["level"]),
+            int(a.get("pad", 0)),
+        )
+        for a in header["arrays"]
+    ]
 
 
 def missing_sources(path: Path, ds: h5py.Dataset) -> list[str]:

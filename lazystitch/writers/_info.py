@@ -12,9 +12,9 @@ import h5py
 import numpy as np
 
 from lazystitch.errors import OutputTargetError
-from lazystitch.writers._chunks import chunk_counts
 from lazystitch.writers._files import COMPLETE_ATTR, RUN_ATTR, OutputPaths, missing_sources
 from lazystitch.writers._journal import read_journal
+from lazystitch.writers._plan import chunk_counts
 from lazystitch.writers._shards import RECORDS_ATTR
 
 __all__ = ["describe_output"]

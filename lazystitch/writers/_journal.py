@@ -11,14 +11,14 @@ from pathlib import Path
 
 __all__ = ["ChunkRecord", "Journal", "read_journal"]
 
-ChunkIndex = tuple[int, ...]
+Unit = tuple[int, tuple[int, ...]]  # (array position in the run, chunk index)
 
 
 @dataclass(frozen=True)
 class ChunkRecord:
-    """One durably written chunk: its block index, byte count, CRC-32 and filter mask."""
+    """One durably written unit: (array, chunk index), byte count, CRC-32 and filter mask."""
 
-    index: ChunkIndex
+    unit: Unit
     nbytes: int
     crc32: int
     filter_mask: int
@@ -31,11 +31,14 @@ class ChunkRecord:
         )
 
     def line(self) -> str:
-        return f"{','.join(map(str, self.index))};{self.nbytes};{self.crc32};{self.filter_mask}\n"
+        array, index = self.unit
+        return (
+            f"{array};{','.join(map(str, index))};{self.nbytes};{self.crc32};{self.filter_mask}\n"
+        )
 
 
 class Journal:
-    """An append-only text file: a JSON header line, then one line per durable chunk.
+    """An append-only text file: a JSON header line, then one line per durable unit.
 
     A chunk is appended only after its bytes and the HDF5 metadata that points at them were
     flushed and fsync'ed, and the journal itself is fsync'ed after every batch; a torn last
@@ -61,21 +64,20 @@ class Journal:
             self._fh.close()
 
 
-def read_journal(path: Path) -> tuple[dict, dict[ChunkIndex, ChunkRecord]]:
+def read_journal(path: Path) -> tuple[dict, dict[Unit, ChunkRecord]]:
     """Read a journal: its header and the records of complete lines (last one wins)."""
     text = path.read_text(encoding="utf-8")
     lines = text.split("\n")
     if len(lines) < 2:  # no complete header line
         raise ValueError(f"journal {path} has no header")
     header = json.loads(lines[0])
-    records: dict[ChunkIndex, ChunkRecord] = {}
+    records: dict[Unit, ChunkRecord] = {}
     for line in lines[1:-1]:  # lines[-1] is '' or a torn line
         try:
-            idx, nbytes, crc, mask = line.split(";")
-            rec = ChunkRecord(
-                tuple(int(i) for i in idx.split(",")), int(nbytes), int(crc), int(mask)
-            )
+            array, idx, nbytes, crc, mask = line.split(";")
+            unit = (int(array), tuple(int(i) for i in idx.split(",")))
+            rec = ChunkRecord(unit, int(nbytes), int(crc), int(mask))
         except ValueError:
             continue
-        records[rec.index] = rec
+        records[rec.unit] = rec
     return header, records

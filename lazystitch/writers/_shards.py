@@ -37,8 +37,8 @@ from dask.highlevelgraph import HighLevelGraph
 
 from lazystitch.cluster import active_client
 from lazystitch.errors import LazystitchError, ResumeMismatchError
-from lazystitch.writers._chunks import chunk_counts, chunk_graph
 from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._commit import create_output_file
 from lazystitch.writers._files import (
     COMPLETE_ATTR,
     LIBVER,
@@ -46,11 +46,15 @@ from lazystitch.writers._files import (
     VIRTUAL_LIBVER,
     OutputPaths,
     check_same_settings,
-    create_dataset,
+    create_array,
     durable_replace,
+    header_arrays,
     remove,
 )
-from lazystitch.writers._stream import ChunkTask, stream_chunks
+from lazystitch.writers._format import Format, Metadata
+from lazystitch.writers._plan import ArraySpec
+from lazystitch.writers._stream import stream_units
+from lazystitch.writers._tasks import UnitTask, unit_graph
 
 __all__ = ["Shard", "ShardError", "WriteMode", "shard_grid", "shard_shape", "write_sharded"]
 
@@ -104,15 +108,16 @@ def shard_shape(ndim: int, shard: tuple[int, ...] | None) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Shard:
-    """A rectangle of storage chunks ``[first, stop)`` written to one file."""
+    """A rectangle of storage chunks ``[first, stop)`` of one array, written to one file."""
 
     index: tuple[int, ...]
     first: ChunkIndex
     stop: ChunkIndex
+    array: int = 0
 
     @property
     def name(self) -> str:
-        return "shard_" + "_".join(map(str, self.index)) + ".h5"
+        return f"shard_{self.array}_" + "_".join(map(str, self.index)) + ".h5"
 
     @property
     def size(self) -> int:
@@ -141,8 +146,8 @@ class Shard:
         )
 
 
-def shard_grid(n_chunks: tuple[int, ...], shard: tuple[int, ...]) -> list[Shard]:
-    """Tile the chunk grid with shards (the last ones along an axis may be smaller).
+def shard_grid(n_chunks: tuple[int, ...], shard: tuple[int, ...], array: int = 0) -> list[Shard]:
+    """Tile an array's chunk grid with shards (the last ones along an axis may be smaller).
 
     Examples
     --------
@@ -154,7 +159,7 @@ def shard_grid(n_chunks: tuple[int, ...], shard: tuple[int, ...]) -> list[Shard]
     for idx in np.ndindex(*counts):
         first = tuple(i * s for i, s in zip(idx, shard, strict=True))
         stop = tuple(min(a + s, n) for a, s, n in zip(first, shard, n_chunks, strict=True))
-        out.append(Shard(tuple(int(i) for i in idx), first, stop))
+        out.append(Shard(tuple(int(i) for i in idx), first, stop, array))
     return out
 
 
@@ -169,21 +174,21 @@ def _write_shard(
     codec: ChunkCodec,
 ) -> np.ndarray:
     """Write one shard file whole (temporary name, fsync, rename); return its chunk records."""
-    chunks, shape = tuple(header["chunks"]), tuple(header["shape"])
-    region = shard.region(chunks, shape)
+    spec = header_arrays(header)[shard.array]
+    chunks = spec.chunks
+    region = shard.region(chunks, spec.shape)
     final = Path(folder) / shard.name
     tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex[:12]}.tmp")
     records = np.zeros((len(encoded), len(chunks) + 3), dtype=np.int64)
     try:
         with h5py.File(tmp, "w", libver=LIBVER) as f:
             # whole chunks (an edge shard too: its edge chunks are padded as in the mosaic)
-            ds = create_dataset(f, header, codec, {}, shape=shard.shape(chunks))
+            ds = create_array(f, spec, codec, {}, shape=(1,) * spec.pad + shard.shape(chunks))
+            ds.attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
             for row, (local, (data, mask, crc)) in enumerate(
                 zip(shard.chunk_indices(), encoded, strict=True)
             ):
-                ds.id.write_direct_chunk(
-                    tuple(i * c for i, c in zip(local, chunks, strict=True)), data, filter_mask=mask
-                )
+                ds.id.write_direct_chunk(spec.offset(local), data, filter_mask=mask)
                 glob = tuple(a + i for a, i in zip(shard.first, local, strict=True))
                 records[row] = (*glob, memoryview(data).nbytes, crc, mask)
             ds.attrs[RECORDS_ATTR] = records
@@ -205,29 +210,33 @@ def _records(ds: h5py.Dataset) -> np.ndarray:
 
 def _assemble(
     folder: str,
-    names: list[str],
+    shards: list[Shard],
     partial: str,
     header: dict,
     codec: ChunkCodec,
-    attrs: dict[str, Any],
+    fmt: Format,
+    meta: Metadata,
 ) -> int:
     """Copy every shard's chunk bytes, as they are, into one new file; return bytes copied."""
-    ndim = len(header["chunks"])
-    chunks = tuple(header["chunks"])
+    arrays = header_arrays(header)
     copied = 0
     bad = None
-    with h5py.File(partial, "w", libver=LIBVER) as f:
-        ds = create_dataset(f, header, codec, attrs)
-        for name in names:
-            path = Path(folder) / name
+    f, datasets = create_output_file(Path(partial), arrays, header, codec, fmt, meta)
+    with f:
+        for shard in shards:
+            spec, ds = arrays[shard.array], datasets[shard.array]
+            ndim = len(spec.chunks)
+            path = Path(folder) / shard.name
             with h5py.File(path, "r") as sf:
-                src = sf[header["dataset"]]
-                origin = np.asarray(src.attrs["lazystitch_shard_origin"])
+                src = sf[spec.name]
+                origin = [int(a) for a in np.asarray(src.attrs["lazystitch_shard_origin"])]
                 for rec in _records(src):
                     glob = tuple(int(i) for i in rec[:ndim])
                     nbytes, crc, mask = (int(v) for v in rec[ndim:])
-                    offset = tuple(int(i) * c for i, c in zip(glob, chunks, strict=True))
-                    local = tuple(o - int(a) for o, a in zip(offset, origin, strict=True))
+                    offset = spec.offset(glob)
+                    local = offset[: spec.pad] + tuple(
+                        o - a for o, a in zip(offset[spec.pad :], origin, strict=True)
+                    )
                     got_mask, data = src.id.read_direct_chunk(local)
                     if (len(data), zlib.crc32(data), got_mask) != (nbytes, crc, mask):
                         bad = path
@@ -240,7 +249,7 @@ def _assemble(
                     f"chunk {glob} in shard {bad} does not verify (size, CRC-32 or filter mask "
                     "changed); the shard was removed, to be computed again"
                 )
-        ds.attrs[COMPLETE_ATTR] = True
+        datasets[0].attrs[COMPLETE_ATTR] = True
     return copied
 
 
@@ -254,14 +263,15 @@ def _reusable(folder: Path, header: dict, shards: list[Shard]) -> set[str]:
     """
     for tmp in folder.glob("shard_*.tmp"):
         tmp.unlink(missing_ok=True)
-    wanted = {s.name for s in shards}
+    arrays = header_arrays(header)
+    wanted = {s.name: s for s in shards}
     found: set[str] = set()
     for path in sorted(folder.glob("shard_*.h5")):
         if path.name not in wanted:
             continue
         try:
             with h5py.File(path, "r") as f:
-                ds = f[header["dataset"]]
+                ds = f[arrays[wanted[path.name].array].name]
                 old = json.loads(ds.attrs[RUN_ATTR])
                 complete = bool(ds.attrs.get(COMPLETE_ATTR, False)) and RECORDS_ATTR in ds.attrs
         except (OSError, KeyError, ValueError):
@@ -291,27 +301,26 @@ def _prepare_folder(paths: OutputPaths, header: dict, shards: list[Shard], resum
 
 def _shard_graph(
     mosaic: da.Array,
-    chunks: tuple[int, ...],
+    arrays: list[ArraySpec],
     codec: ChunkCodec,
     header: dict,
     todo: list[Shard],
     folder: Path,
-) -> tuple[HighLevelGraph, list[ChunkTask]]:
-    """One task per shard to write, on top of the chunk-encoding tasks of its chunks."""
-    wanted = {c for s in todo for c in s.chunks()}
-    n_chunks = chunk_counts(mosaic.shape, chunks)
-    skip = {i for i in np.ndindex(*n_chunks) if i not in wanted}
-    graph, chunk_tasks = chunk_graph(mosaic, chunks, codec, skip)
-    by_index = {t.index: t for t in chunk_tasks}
+) -> tuple[HighLevelGraph, list[UnitTask]]:
+    """One task per shard to write, on top of the encoding tasks of its chunks."""
+    wanted = {(s.array, c) for s in todo for c in s.chunks()}
+    skip = {(k, i) for k, a in enumerate(arrays) for i in a.indices() if (k, i) not in wanted}
+    graph, unit_tasks = unit_graph(mosaic, arrays, codec, skip)
+    by_unit = {t.unit: t for t in unit_tasks}
     name = f"write-shard-{tokenize(graph.layers.keys(), str(folder), header)}"
     layer: dict = {}
     tasks = []
     for s in todo:
-        members = [by_index[c] for c in s.chunks()]
-        key = (name, *s.index)
+        members = [by_unit[(s.array, c)] for c in s.chunks()]
+        key = (name, s.array, *s.index)
         layer[key] = (_write_shard, [t.key for t in members], str(folder), s, header, codec)
         blocks = tuple(sorted({b for t in members for b in t.blocks}))
-        tasks.append(ChunkTask(s.index, key, blocks))
+        tasks.append(UnitTask((s.array, s.index), key, blocks))
     layers = {**graph.layers, name: layer}
     deps = {**graph.dependencies, name: set(graph.layers)}
     return HighLevelGraph(layers, deps), tasks
@@ -325,58 +334,82 @@ def _run_somewhere(func: Any, *args: Any) -> Any:
     return client.submit(func, *args, pure=False).result()
 
 
-def _finish_shards(paths: OutputPaths, header: dict, codec: ChunkCodec, attrs: dict, names):
-    _run_somewhere(_assemble, str(paths.shards), names, str(paths.partial), header, codec, attrs)
+def _finish_shards(
+    paths: OutputPaths,
+    header: dict,
+    codec: ChunkCodec,
+    fmt: Format,
+    meta: Metadata,
+    shards: list[Shard],
+) -> None:
+    _run_somewhere(
+        _assemble, str(paths.shards), shards, str(paths.partial), header, codec, fmt, meta
+    )
     durable_replace(paths.partial, paths.final)
     remove(paths.virtual_shards)  # an old virtual output's shards, now replaced
     remove(paths.shards)
 
 
 def _finish_virtual(
-    paths: OutputPaths, header: dict, attrs: dict, shards: list[Shard], dtype: np.dtype
+    paths: OutputPaths,
+    arrays: list[ArraySpec],
+    header: dict,
+    fmt: Format,
+    meta: Metadata,
+    shards: list[Shard],
 ) -> None:
-    chunks, shape = tuple(header["chunks"]), tuple(header["shape"])
     if paths.final.exists():  # overwrite: never leave an old master over missing shards
         paths.final.unlink()
     remove(paths.virtual_shards)
     durable_replace(paths.shards, paths.virtual_shards)
-    layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
-    for s in shards:
-        region = s.region(chunks, shape)
-        source = h5py.VirtualSource(
-            f"{paths.virtual_shards.name}/{s.name}", header["dataset"], shape=s.shape(chunks)
-        )
-        layout[region] = source[tuple(slice(0, r.stop - r.start) for r in region)]
     with h5py.File(paths.partial, "w", libver=VIRTUAL_LIBVER) as f:
-        ds = f.create_virtual_dataset(header["dataset"], layout, fillvalue=0)
-        for k, v in attrs.items():
-            ds.attrs[k] = v
-        ds.attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
-        ds.attrs[COMPLETE_ATTR] = True
+        fmt.prepare(f, arrays, meta)
+        datasets = []
+        for k, spec in enumerate(arrays):
+            layout = h5py.VirtualLayout(shape=spec.stored_shape, dtype=np.dtype(spec.dtype))
+            for s in shards:
+                if s.array != k:
+                    continue
+                region = s.region(spec.chunks, spec.shape)
+                source = h5py.VirtualSource(
+                    f"{paths.virtual_shards.name}/{s.name}",
+                    spec.name,
+                    shape=(1,) * spec.pad + s.shape(spec.chunks),
+                )
+                lead = (slice(0, 1),) * spec.pad
+                layout[lead + region] = source[
+                    lead + tuple(slice(0, r.stop - r.start) for r in region)
+                ]
+            datasets.append(f.create_virtual_dataset(spec.name, layout, fillvalue=0))
+        for name, value in fmt.level_attrs(arrays, meta).items():
+            datasets[0].attrs[name] = value
+        datasets[0].attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
+        datasets[0].attrs[COMPLETE_ATTR] = True
     durable_replace(paths.partial, paths.final)
 
 
 def write_sharded(
     mosaic: da.Array,
     paths: OutputPaths,
+    arrays: list[ArraySpec],
     header: dict,
     codec: ChunkCodec,
-    attrs: dict[str, Any],
+    fmt: Format,
+    meta: Metadata,
     *,
     mode: WriteMode,
     shard: tuple[int, ...],
     resume: bool,
     progress: Any = None,
 ) -> tuple[int, int]:
-    """Write ``mosaic`` in write mode ``shards`` or ``virtual`` (see the module docstring).
+    """Write the run's arrays in write mode ``shards`` or ``virtual`` (see the module
+    docstring): shards of each array (level) on their own.
 
     Called by :func:`~lazystitch.writers.write_hdf5` under the output's lock, after its
-    checks. Returns (chunks computed, chunks reused from an earlier run's shards).
+    checks. Returns (units computed, units reused from an earlier run's shards).
     """
-    chunks = tuple(header["chunks"])
-    n_chunks = chunk_counts(mosaic.shape, chunks)
-    total = int(np.prod(n_chunks))
-    shards = shard_grid(n_chunks, shard)
+    total = sum(a.n_chunks for a in arrays)
+    shards = [s for k, a in enumerate(arrays) for s in shard_grid(a.counts, shard, k)]
     done = _prepare_folder(paths, header, shards, resume)
     computed: set[Shard] = set()
     for attempt in (1, 2):
@@ -385,18 +418,18 @@ def write_sharded(
         if progress:
             progress(base, total)
         if todo:
-            graph, tasks = _shard_graph(mosaic, chunks, codec, header, todo, paths.shards)
-            by_index = {s.index: s for s in todo}
-            for index, records in stream_chunks(graph, tasks):
-                computed.add(by_index[index])
+            graph, tasks = _shard_graph(mosaic, arrays, codec, header, todo, paths.shards)
+            by_unit = {(s.array, s.index): s for s in todo}
+            for unit, records in stream_units(graph, tasks):
+                computed.add(by_unit[unit])
                 base += len(records)
                 if progress:
                     progress(base, total)
         try:
             if mode is WriteMode.virtual:
-                _finish_virtual(paths, header, attrs, shards, mosaic.dtype)
+                _finish_virtual(paths, arrays, header, fmt, meta, shards)
             else:
-                _finish_shards(paths, header, codec, attrs, [s.name for s in shards])
+                _finish_shards(paths, header, codec, fmt, meta, shards)
             break
         except ShardError as exc:  # a shard that does not verify was removed: redo it once
             if attempt == 2:

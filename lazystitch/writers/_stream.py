@@ -1,41 +1,33 @@
-"""Stream storage-chunk tasks through the cluster with bounded memory.
+"""Stream the units' tasks through the cluster with bounded memory.
 
-The chunks are grouped by the fused mosaic block they finish (a chunk is submitted with the
-last block it needs), and the groups are visited in column bands, row by row inside a band.
-At most ``window`` groups are in flight: a group is submitted (as its own culled subgraph)
-only when an earlier one has been written. That is the backpressure that keeps workers from
-racing ahead of the one process that writes.
+The units are grouped by the fused mosaic block they finish (a unit is submitted with the last
+block it needs), and the groups are visited in column bands, row by row inside a band. At most
+``window`` groups are in flight: a group is submitted (as its own culled subgraph) only when an
+earlier one has been written. That is the backpressure that keeps workers from racing ahead of
+the one process that writes.
 
-Inside a band nothing is computed twice: the tile reads and fused blocks that a later group of
-the band needs are pinned (a future is held for them) from their first use to the submission
-of their last user. Memory is bounded by the band (about two rows of ``band`` tiles), not by
-the mosaic; across a band edge one column of tiles is read, and one column of blocks fused,
-again.
+Nothing that a later group needs is computed twice inside a band: the tile reads and fused
+blocks are pinned (a future is held for them) from their first use to the submission of their
+last user in the band; across a band edge one column of tiles is read, and one column of blocks
+fused, again. Pyramid pieces (a chunk's pixels, which the next level is made from) are pinned
+across bands too, so that no level is ever made by fusing again: they cost a quarter of the
+memory of the level above, per level.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dask.core import get_dependencies
 from dask.highlevelgraph import HighLevelGraph
 
 from lazystitch.cluster import active_client
+from lazystitch.writers._plan import Unit
+from lazystitch.writers._tasks import PIECE_PREFIX, UnitTask
 
-__all__ = ["ChunkTask", "stream_chunks"]
-
-ChunkIndex = tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class ChunkTask:
-    """One storage chunk: its index, its task key, and the mosaic blocks it reads."""
-
-    index: ChunkIndex
-    key: Any
-    blocks: tuple[tuple[int, ...], ...]
+__all__ = ["stream_units"]
 
 
 def _order(block: tuple[int, ...], band: int) -> tuple[int, ...]:
@@ -44,27 +36,48 @@ def _order(block: tuple[int, ...], band: int) -> tuple[int, ...]:
     return (j // band, i, j, *lead)
 
 
-def _groups(todo: list[ChunkTask], band: int) -> list[list[ChunkTask]]:
-    by_block: dict[tuple[int, ...], list[ChunkTask]] = {}
-    for t in todo:
-        last = max(t.blocks, key=lambda b: _order(b, band))
-        by_block.setdefault(last, []).append(t)
-    return [by_block[b] for b in sorted(by_block, key=lambda b: _order(b, band))]
+def _is_piece(key: Any) -> bool:
+    return isinstance(key, tuple) and str(key[0]).startswith(PIECE_PREFIX)
 
 
-class _Closure:
-    """Culled subgraphs of a flat graph, one group of output keys at a time."""
+@dataclass
+class _Group:
+    tasks: list[UnitTask]
+    band: int
+    keys: set = field(default_factory=set)  # the culled subgraph's keys
 
-    def __init__(self, graph: HighLevelGraph) -> None:
+
+class _Plan:
+    """The groups in visit order, their subgraphs, and when each pinnable key is last used."""
+
+    def __init__(self, graph: HighLevelGraph, todo: list[UnitTask], band: int) -> None:
         self.dsk = dict(graph)
         self._deps: dict[Any, set] = {}
+        by_block: dict[tuple[int, ...], list[UnitTask]] = {}
+        for t in todo:
+            by_block.setdefault(max(t.blocks, key=lambda b: _order(b, band)), []).append(t)
+        order = sorted(by_block, key=lambda b: _order(b, band))
+        self.groups = [_Group(by_block[b], _order(b, band)[0]) for b in order]
+        # a piece or a unit task reads these directly: pinnable, with tile reads (roots)
+        direct = {d for t in todo for d in self.deps(t.key)}
+        direct |= {d for k in self.dsk if _is_piece(k) for d in self.deps(k)}
+        self.last_use: dict[Any, int] = {}
+        for gi, g in enumerate(self.groups):
+            g.keys = self._closure([t.key for t in g.tasks])
+            for k in g.keys:
+                if _is_piece(k) or k in direct or not self.deps(k):
+                    self.last_use[self.scope(g, k)] = gi
+
+    @staticmethod
+    def scope(g: _Group, key: Any) -> tuple[Any, Any]:
+        return (None if _is_piece(key) else g.band, key)
 
     def deps(self, key: Any) -> set:
         if key not in self._deps:
             self._deps[key] = get_dependencies(self.dsk, key)
         return self._deps[key]
 
-    def subgraph(self, keys: list[Any]) -> dict:
+    def _closure(self, keys: list[Any]) -> set:
         seen: set = set()
         stack = list(keys)
         while stack:
@@ -73,81 +86,97 @@ class _Closure:
                 continue
             seen.add(k)
             stack.extend(self.deps(k))
-        return {k: self.dsk[k] for k in seen}
+        return seen
+
+    def to_pin(self, gi: int, pinned: dict) -> list[Any]:
+        """Keys of group ``gi`` that a later group uses (and are not pinned yet)."""
+        g = self.groups[gi]
+        return [
+            k for k in g.keys if k not in pinned and self.last_use.get(self.scope(g, k), -1) > gi
+        ]
+
+    def done_with(self, gi: int, pinned: dict) -> list[Any]:
+        """Pinned keys whose last user is group ``gi``."""
+        g = self.groups[gi]
+        return [k for k in pinned if self.last_use.get(self.scope(g, k), gi) <= gi]
 
 
-def stream_chunks(
+def stream_units(
     graph: HighLevelGraph,
-    todo: list[ChunkTask],
+    todo: list[UnitTask],
     *,
     window: int = 4,
     band: int = 4,
-) -> Iterator[tuple[ChunkIndex, Any]]:
-    """Yield ``(chunk index, result)`` as chunks are computed, keeping ``window`` groups in flight.
+) -> Iterator[tuple[Unit, Any]]:
+    """Yield ``(unit, result)`` as units are computed, keeping ``window`` groups in flight.
 
     Parameters
     ----------
     graph : HighLevelGraph
-        Holds every chunk task and what it depends on.
-    todo : list of ChunkTask
+        Holds every unit's task and what it depends on.
+    todo : list of UnitTask
     window : int
-        Groups (a fused block's chunks) in flight at once.
+        Groups (a fused block's units) in flight at once.
     band : int
         Width of a column band, in fused blocks (tiles).
 
     Uses the active ``distributed`` Client if there is one, else dask's threaded scheduler.
     """
-    groups = _groups(todo, band)
-    closure = _Closure(graph)
+    plan = _Plan(graph, todo, band)
     client = active_client()
     if client is None:
-        from dask.threaded import get
+        yield from _threaded(plan, window)
+    else:
+        yield from _distributed(plan, client, window)
 
-        for s in range(0, len(groups), window):
-            part = [t for g in groups[s : s + window] for t in g]
-            keys = [t.key for t in part]
-            results = get(closure.subgraph(keys), keys)
-            yield from zip((t.index for t in part), results, strict=True)
-        return
 
+def _threaded(plan: _Plan, window: int) -> Iterator[tuple[Unit, Any]]:
+    """Windows of groups on dask's threaded scheduler; pinned values are carried as data."""
+    from dask.threaded import get
+
+    pinned: dict[Any, Any] = {}
+    for s in range(0, len(plan.groups), window):
+        gis = range(s, min(s + window, len(plan.groups)))
+        tasks = [t for gi in gis for t in plan.groups[gi].tasks]
+        keys = [t.key for t in tasks]
+        pin_keys = list(dict.fromkeys(k for gi in gis for k in plan.to_pin(gi, pinned)))
+        dsk: dict[Any, Any] = {}
+        for gi in gis:
+            for k in plan.groups[gi].keys:
+                dsk[k] = pinned[k] if k in pinned else plan.dsk[k]
+        results = get(dsk, keys + pin_keys)
+        pinned.update(zip(pin_keys, results[len(keys) :], strict=True))
+        yield from zip((t.unit for t in tasks), results[: len(keys)], strict=True)
+        for gi in gis:
+            for k in plan.done_with(gi, pinned):
+                pinned.pop(k, None)
+
+
+def _distributed(plan: _Plan, client: Any, window: int) -> Iterator[tuple[Unit, Any]]:
     from distributed import as_completed
 
-    subgraphs = [closure.subgraph([t.key for t in g]) for g in groups]
-    bands = [
-        _order(max((b for t in g for b in t.blocks), key=lambda b: _order(b, band)), band)[0]
-        for g in groups
-    ]
-    # pinnable: tile reads (no dependencies) and the fused blocks chunk tasks read
-    blocks = {d for g in groups for t in g for d in closure.deps(t.key)}
-    last_use: dict[tuple[int, Any], int] = {}
-    for gi, sub in enumerate(subgraphs):
-        for k in sub:
-            if k in blocks or not closure.deps(k):
-                last_use[(bands[gi], k)] = gi
     pins: dict[Any, Any] = {}
-    index_of: dict[Any, ChunkIndex] = {}
+    unit_of: dict[Any, Unit] = {}
     group_of: dict[Any, int] = {}
-    left: dict[int, int] = {}  # group -> chunks not yet yielded
+    left: dict[int, int] = {}  # group -> units not yet yielded
     ac = as_completed(with_results=True)
     next_group = 0
 
     def submit(gi: int) -> None:
-        chunk_keys = [t.key for t in groups[gi]]
-        pin_keys = [
-            k for k in subgraphs[gi] if last_use.get((bands[gi], k), -1) > gi and k not in pins
-        ]
-        futures = client.get(subgraphs[gi], chunk_keys + pin_keys, sync=False)
-        for k, f in zip(pin_keys, futures[len(chunk_keys) :], strict=True):
-            pins[k] = f
-        for t in groups[gi]:
-            index_of[t.key], group_of[t.key] = t.index, gi
-        left[gi] = len(chunk_keys)
-        ac.update(futures[: len(chunk_keys)])
-        for k in [k for k in pins if last_use.get((bands[gi], k), -1) <= gi]:
+        g = plan.groups[gi]
+        keys = [t.key for t in g.tasks]
+        pin_keys = plan.to_pin(gi, pins)
+        futures = client.get({k: plan.dsk[k] for k in g.keys}, keys + pin_keys, sync=False)
+        pins.update(zip(pin_keys, futures[len(keys) :], strict=True))
+        for t in g.tasks:
+            unit_of[t.key], group_of[t.key] = t.unit, gi
+        left[gi] = len(keys)
+        ac.update(futures[: len(keys)])
+        for k in plan.done_with(gi, pins):
             pins.pop(k).release()  # this group was its last user (its futures hold it now)
 
     try:
-        while next_group < len(groups) and len(left) < window:
+        while next_group < len(plan.groups) and len(left) < window:
             submit(next_group)
             next_group += 1
         while left:
@@ -155,12 +184,12 @@ def stream_chunks(
                 if fut.status != "finished":
                     raise RuntimeError(f"chunk task {fut.key} ended as {fut.status}: {result!r}")
                 gi = group_of.pop(fut.key)
-                yield index_of.pop(fut.key), result
+                yield unit_of.pop(fut.key), result
                 fut.release()
                 left[gi] -= 1
                 if left[gi] == 0:
                     del left[gi]
-                    if next_group < len(groups):
+                    if next_group < len(plan.groups):
                         submit(next_group)
                         next_group += 1
     finally:

@@ -13,6 +13,7 @@ from lazystitch.io import open_tiles_pattern
 from lazystitch.layout import positions_from_csv
 from lazystitch.testing import make_tiles, reference_stitch
 from lazystitch.writers import ChunkCodec, OutputPaths, ShardError, describe_output, write_hdf5
+from lazystitch.writers._plan import ArraySpec, run_header
 from lazystitch.writers._shards import Shard, _write_shard
 
 
@@ -85,7 +86,9 @@ def test_shards_mode_gives_the_single_writer_file_chunk_for_chunk(
 def test_virtual_mode_reads_the_same_and_moves_with_its_shards(tmp_path, client, tiles):
     mosaic = _mosaic(tiles)
     out = tmp_path / "a" / "v.h5"
-    res = write_hdf5(mosaic, out, chunks=(16, 16), codec="gzip", mode="virtual", shard=(2, 3))
+    res = write_hdf5(
+        mosaic, out, chunks=(16, 16), codec="gzip", mode="virtual", shard=(2, 3), levels=1
+    )
     want = reference_stitch(tiles.tiles, tiles.positions)
     np.testing.assert_array_equal(_read(out), want)
     n_shards = len(list(OutputPaths(out).virtual_shards.glob("shard_*.h5")))
@@ -166,9 +169,10 @@ def test_modes_replace_each_other_only_with_overwrite_and_leave_no_orphans(tmp_p
 
 
 def test_a_shard_that_cannot_be_written_names_the_file_and_the_need(tmp_path):
-    header = {"dataset": "mosaic", "shape": [8, 8], "dtype": "uint16", "chunks": [8, 8]}
+    spec = ArraySpec("mosaic", (8, 8), "uint16", (8, 8))
+    header = run_header([spec], layout="hdf5", codec="none", fingerprint="")
     block = np.zeros((8, 8), np.uint16)
-    with pytest.raises(ShardError, match=r"cannot write shard .*missing/shard_0_0\.h5.*shared"):
+    with pytest.raises(ShardError, match=r"cannot write shard .*missing/shard_0_0_0\.h5.*shared"):
         _write_shard(
             [(block, 0, 0)],
             str(tmp_path / "missing"),
@@ -181,7 +185,7 @@ def test_a_shard_that_cannot_be_written_names_the_file_and_the_need(tmp_path):
 def test_a_shard_whose_bytes_changed_is_found_and_computed_again(tmp_path, client, tiles, caplog):
     mosaic = _mosaic(tiles)
     out = tmp_path / "m.h5"
-    kw = {"chunks": (16, 16), "mode": "shards", "shard": (2, 2)}
+    kw = {"chunks": (16, 16), "mode": "shards", "shard": (2, 2), "levels": 1}
 
     def stop_before_assembly(done, total):
         if done == total:  # every shard is written
@@ -189,7 +193,7 @@ def test_a_shard_whose_bytes_changed_is_found_and_computed_again(tmp_path, clien
 
     with pytest.raises(Interrupt):
         write_hdf5(mosaic, out, progress=stop_before_assembly, **kw)
-    shard = OutputPaths(out).shards / "shard_0_1.h5"
+    shard = OutputPaths(out).shards / "shard_0_0_1.h5"
     with h5py.File(shard, "r") as f:
         where = f["mosaic"].id.get_chunk_info(0).byte_offset
     with open(shard, "r+b") as fh:  # flip one byte of one chunk

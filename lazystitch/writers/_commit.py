@@ -1,0 +1,195 @@
+"""Committing encoded chunks: one process writes them into the partial HDF5 file, durably.
+
+The writing happens on one background thread (the only one that touches the file), so that the
+thread that collects results and submits work never waits for the disk: reading, fusing and
+encoding on the workers overlap with writing and fsync. A batch of written units is made durable
+(flush, fsync, then the journal) when it reaches ``batch_bytes`` or ``batch_seconds``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._files import COMPLETE_ATTR, LIBVER, create_array
+from lazystitch.writers._format import Format, Metadata
+from lazystitch.writers._journal import ChunkRecord, Journal
+from lazystitch.writers._plan import ArraySpec, Unit
+
+__all__ = ["ChunkFile", "create_output_file"]
+
+
+def create_output_file(
+    path: Path,
+    arrays: list[ArraySpec],
+    header: dict,
+    codec: ChunkCodec,
+    fmt: Format,
+    meta: Metadata,
+) -> tuple[h5py.File, list[h5py.Dataset]]:
+    """A new HDF5 file holding the run's (empty) arrays, the format's metadata, and level 0
+    marked incomplete with the run header."""
+    f = h5py.File(path, "w", libver=LIBVER)
+    try:
+        fmt.prepare(f, arrays, meta)
+        datasets = [
+            create_array(
+                f,
+                a,
+                codec,
+                fmt.level_attrs(arrays, meta) if k == 0 else {},
+                header if k == 0 else None,
+            )
+            for k, a in enumerate(arrays)
+        ]
+    except BaseException:
+        f.close()
+        raise
+    return f, datasets
+
+
+class ChunkFile:
+    """The partial HDF5 file, open for writing in this process only, plus its journal."""
+
+    def __init__(
+        self,
+        path: Path,
+        journal: Path,
+        arrays: list[ArraySpec],
+        header: dict,
+        codec: ChunkCodec,
+        fmt: Format,
+        meta: Metadata,
+        batch_bytes: int,
+        batch_seconds: float,
+    ) -> None:
+        self.arrays = arrays
+        self.batch_bytes, self.batch_seconds = batch_bytes, batch_seconds
+        self.file, self.datasets = create_output_file(path, arrays, header, codec, fmt, meta)
+        self._sync_file()
+        self.journal = Journal(journal, header)
+        self.pending: list[ChunkRecord] = []
+        self.pending_bytes = 0
+        self.last_sync = time.monotonic()
+        self.written = 0
+
+    def write(self, unit: Unit, data: Any, mask: int, crc32: int) -> None:
+        array, index = unit
+        self.datasets[array].id.write_direct_chunk(
+            self.arrays[array].offset(index), data, filter_mask=mask
+        )
+        nbytes = memoryview(data).nbytes
+        self.pending.append(ChunkRecord((array, tuple(int(i) for i in index)), nbytes, crc32, mask))
+        self.pending_bytes += nbytes
+        self.written += 1
+        if (
+            self.pending_bytes >= self.batch_bytes
+            or time.monotonic() - self.last_sync >= self.batch_seconds
+        ):
+            self.commit()
+
+    def commit(self) -> None:
+        """Make every chunk written so far durable, then journal it."""
+        if not self.pending:
+            return
+        self._sync_file()
+        self.journal.append(self.pending)
+        self.pending, self.pending_bytes = [], 0
+        self.last_sync = time.monotonic()
+
+    def _sync_file(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.id.get_vfd_handle())
+
+    def close_complete(self) -> None:
+        """Commit, mark level 0 complete and close (the caller renames the file into place)."""
+        self.commit()
+        self.datasets[0].attrs[COMPLETE_ATTR] = True
+        self.file.close()
+
+    def abort(self) -> None:
+        """Keep what was durably written (for ``resume``) and close everything."""
+        try:
+            if self.file.id.valid:
+                self.commit()
+        finally:
+            if self.file.id.valid:
+                self.file.close()
+            self.journal.close()
+
+
+_STOP = object()
+
+
+class BackgroundWriter:
+    """Hands ``ChunkFile.write`` calls to one thread, holding at most ``max_bytes`` queued.
+
+    ``put`` blocks when the queue is full (the disk is the bottleneck: the caller then stops
+    submitting work, which bounds the workers' memory). An error of the thread is raised from
+    the next ``put`` or from ``close``.
+    """
+
+    def __init__(self, out: ChunkFile, max_bytes: int = 256 << 20) -> None:
+        self.out = out
+        self.max_bytes = max_bytes
+        self._queued = 0
+        self._cond = threading.Condition()
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="lazystitch-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is _STOP:
+                return
+            unit, data, mask, crc = item
+            n = memoryview(data).nbytes
+            try:
+                if self._error is None:
+                    self.out.write(unit, data, mask, crc)
+            except BaseException as exc:  # raised in the caller's thread
+                self._error = exc
+            with self._cond:
+                self._queued -= n
+                self._cond.notify_all()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, unit: Unit, data: Any, mask: int, crc: int) -> None:
+        self._raise()
+        n = memoryview(data).nbytes
+        with self._cond:
+            while self._queued > 0 and self._queued + n > self.max_bytes:
+                self._cond.wait(0.5)
+                self._raise()
+            self._queued += n
+        self._q.put((unit, data, mask, crc))
+
+    @property
+    def written(self) -> int:
+        return self.out.written
+
+    def close(self) -> None:
+        """Wait until every queued chunk is written; raise the thread's error, if any."""
+        self._q.put(_STOP)
+        while self._thread.is_alive():
+            self._thread.join(0.2)  # a short join keeps Ctrl-C working
+        self._raise()
+
+
+def as_buffer(data: Any) -> Any:
+    """Chunk bytes as a buffer ``write_direct_chunk`` takes (an uncompressed chunk is an
+    ndarray)."""
+    return np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data

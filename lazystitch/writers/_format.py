@@ -1,0 +1,68 @@
+"""What a format supplies to the writer core: its layout, its stored dtype and its metadata.
+
+Everything else (the tasks, committing chunks durably, the journal, resume, shards, the
+atomic finish) is the core's and is the same for every format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import h5py
+import numpy as np
+
+from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._plan import ArraySpec
+
+__all__ = ["Format", "Metadata"]
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """What every format records about the mosaic besides its pixels."""
+
+    pixel_size: float | None  # µm per pixel (Y and X); None: unknown
+    attrs: dict[str, Any]  # lazystitch's own attributes (tiles, positions, config)
+    dtype: str  # the mosaic's pixel type (a format may store it as another, bit for bit)
+
+
+class Format(Protocol):
+    """A file format the core writes into (an HDF5 file for the formats of this module)."""
+
+    name: str
+
+    def data_path(self, out: Path) -> Path:
+        """The HDF5 file that holds the chunks, for the output path the user named."""
+        ...
+
+    def companions(self, out: Path) -> list[Path]:
+        """Files written beside the data file once it is complete (e.g. an XML)."""
+        ...
+
+    def check(self, shape: tuple[int, ...], dtype: np.dtype, codec: ChunkCodec) -> None:
+        """Refuse what the format cannot hold, naming why."""
+        ...
+
+    def arrays(
+        self,
+        dataset: str,
+        shapes: list[tuple[int, ...]],
+        dtype: np.dtype,
+        chunks: list[tuple[int, ...]],
+    ) -> list[ArraySpec]:
+        """The run's arrays: one per pyramid level, where and how the file stores each."""
+        ...
+
+    def prepare(self, file: h5py.File, arrays: list[ArraySpec], meta: Metadata) -> None:
+        """Write the file's own metadata (groups, tables) before any chunk."""
+        ...
+
+    def level_attrs(self, arrays: list[ArraySpec], meta: Metadata) -> dict[str, Any]:
+        """Attributes of the level-0 dataset."""
+        ...
+
+    def write_companions(self, out: Path, arrays: list[ArraySpec], meta: Metadata) -> None:
+        """Write the companion files (atomically); called after the data file is in place."""
+        ...

@@ -1,0 +1,72 @@
+"""The plain HDF5 format: ``/mosaic`` (or ``--dataset``) is level 0, as it always was, and the
+pyramid's levels sit beside it as ``mosaic_level1``, ``mosaic_level2``, ... .
+
+Level 0 records the levels in attributes: ``lazystitch_levels`` (dataset names, finest
+first), ``lazystitch_level_factors`` (downsampling per level, Y and X) and ``pixel_size_um``
+(Y, X; NaN when unknown). Any HDF5 reader keeps reading ``/mosaic`` as before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._format import Metadata
+from lazystitch.writers._plan import ArraySpec
+
+__all__ = ["PlainHDF5", "level_name", "pixel_size_attr"]
+
+
+def level_name(dataset: str, level: int) -> str:
+    """``mosaic`` for level 0, ``mosaic_level1`` beside it for level 1, ..."""
+    return dataset if level == 0 else f"{dataset}_level{level}"
+
+
+def pixel_size_attr(pixel_size: float | None) -> np.ndarray:
+    value = np.nan if pixel_size is None else float(pixel_size)
+    return np.array([value, value], dtype=np.float64)
+
+
+class PlainHDF5:
+    name = "hdf5"
+
+    def data_path(self, out: Path) -> Path:
+        return out
+
+    def companions(self, out: Path) -> list[Path]:
+        return []
+
+    def check(self, shape: tuple[int, ...], dtype: np.dtype, codec: ChunkCodec) -> None:
+        return None
+
+    def arrays(
+        self,
+        dataset: str,
+        shapes: list[tuple[int, ...]],
+        dtype: np.dtype,
+        chunks: list[tuple[int, ...]],
+    ) -> list[ArraySpec]:
+        return [
+            ArraySpec(level_name(dataset, k), s, str(np.dtype(dtype)), c, k)
+            for k, (s, c) in enumerate(zip(shapes, chunks, strict=True))
+        ]
+
+    def prepare(self, file: h5py.File, arrays: list[ArraySpec], meta: Metadata) -> None:
+        return None
+
+    def level_attrs(self, arrays: list[ArraySpec], meta: Metadata) -> dict[str, Any]:
+        return {
+            **meta.attrs,
+            "lazystitch_levels": np.array([a.name for a in arrays], dtype=object),
+            "lazystitch_level_factors": np.array(
+                [[2**a.level, 2**a.level] for a in arrays], dtype=np.int64
+            ),
+            "pixel_size_um": pixel_size_attr(meta.pixel_size),
+        }
+
+    def write_companions(self, out: Path, arrays: list[ArraySpec], meta: Metadata) -> None:
+        return None

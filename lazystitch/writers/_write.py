@@ -1,0 +1,349 @@
+"""The writer core: a lazy mosaic and its pyramid into one output, exactly once, resumably.
+
+Data flows forward once:
+
+1. **plan** (``_plan``): the run's arrays (one per pyramid level, laid out by the format) and
+   the units ``(array, chunk)``; with ``resume``, which units are already durable (``_resume``);
+2. **tasks** (``_tasks``, ``_stream``): workers compute and encode each missing unit exactly
+   once, streamed with backpressure;
+3. **commit** (``_commit``): one thread of this process writes the encoded bytes into
+   ``OUT.partial`` and journals them after each fsync'ed batch; or, in the shard write modes,
+   each worker writes whole shard files (``_shards``);
+4. **finish**: level 0 marked complete, the partial file renamed into place atomically, then the
+   format's companion files (BigDataViewer's XML).
+
+A format (``_format_hdf5``, ``_format_bdv``) supplies only its layout, stored dtype and metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from lazystitch.errors import ConfigError, OutputExistsError
+from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._commit import BackgroundWriter, ChunkFile
+from lazystitch.writers._files import (
+    OutputPaths,
+    differences,
+    durable_replace,
+    final_header,
+    remove,
+)
+from lazystitch.writers._format import Format, Metadata
+from lazystitch.writers._format_bdv import BigDataViewer
+from lazystitch.writers._format_hdf5 import PlainHDF5
+from lazystitch.writers._locks import output_lock
+from lazystitch.writers._plan import (
+    ArraySpec,
+    Unit,
+    level_count,
+    level_shapes,
+    run_header,
+    storage_chunks,
+)
+from lazystitch.writers._resume import copy_verified, resume_source
+from lazystitch.writers._shards import WriteMode, shard_shape, write_sharded
+from lazystitch.writers._stream import stream_units
+from lazystitch.writers._target import check_chunk_count, check_output, refuse_clobber
+from lazystitch.writers._tasks import unit_graph
+
+__all__ = ["FORMATS", "ProgressFn", "WriteResult", "output_format", "plan_arrays", "write_hdf5"]
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+FORMATS: dict[str, Format] = {"hdf5": PlainHDF5(), "bdv": BigDataViewer()}
+
+
+def output_format(path: str | os.PathLike, fmt: str | None = None) -> Format:
+    """The format named, or the one an output's name implies (``*.xml``: BigDataViewer)."""
+    if fmt in (None, "auto"):
+        fmt = "bdv" if Path(path).suffix.lower() == ".xml" else "hdf5"
+    if fmt not in FORMATS:
+        raise ConfigError(
+            f"output.format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}"
+        )
+    return FORMATS[fmt]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What :func:`write_hdf5` did."""
+
+    out: Path
+    dataset: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    compression: str
+    chunks_total: int
+    chunks_written: int
+    chunks_skipped: int
+    seconds: float
+    write_mode: str = "single"
+    format: str = "hdf5"
+    levels: list[dict[str, Any]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["out"] = str(self.out)
+        d["shape"], d["chunks"] = list(self.shape), list(self.chunks)
+        return d
+
+
+def plan_arrays(
+    fmt: Format,
+    dataset: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    chunks: tuple[int, ...],
+    levels: int | str | None,
+) -> list[ArraySpec]:
+    """The run's arrays: the mosaic and its pyramid levels, each chunked like level 0
+    (clipped to its shape), laid out by the format."""
+    n = level_count(shape, chunks, levels)
+    shapes = level_shapes(shape, n)
+    level_chunks = [tuple(min(c, s) for c, s in zip(chunks, sh, strict=True)) for sh in shapes]
+    return fmt.arrays(dataset, shapes, dtype, level_chunks)
+
+
+def write_hdf5(
+    mosaic: da.Array,
+    path: str | os.PathLike,
+    *,
+    dataset: str = "mosaic",
+    chunks: tuple[int, ...] | None = None,
+    codec: ChunkCodec | str = "none",
+    attrs: dict[str, Any] | None = None,
+    fingerprint: str | dict[str, Any] = "",
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+    mode: WriteMode | str = WriteMode.single,
+    shard: tuple[int, ...] | None = None,
+    batch_bytes: int = 256 << 20,
+    batch_seconds: float = 5.0,
+    inputs: Sequence[str | os.PathLike] = (),
+    levels: int | str | None = "auto",
+    format: str | None = None,
+    pixel_size: float | None = None,
+) -> WriteResult:
+    """Compute ``mosaic`` and its pyramid and store them in ``path``.
+
+    Parameters
+    ----------
+    mosaic : dask.array.Array
+        The lazy mosaic (any chunking; it is cut into ``chunks``).
+    path : path-like
+        The output. It appears only when complete; meanwhile ``PATH.partial`` and
+        ``PATH.partial.journal`` hold the run in progress. For the BigDataViewer format
+        (``format="bdv"`` or a path ending ``.xml``) the chunks go to ``PATH.h5`` and the
+        XML is written beside it once that is complete.
+    dataset : str
+        Level 0's dataset name in the plain HDF5 format; the levels sit beside it as
+        ``{dataset}_level1``, ... .
+    chunks : tuple of int, optional
+        Storage chunk shape, ``(Y, X)`` or one per axis (see :func:`storage_chunks`); every
+        level uses the same (clipped to its shape).
+    codec : ChunkCodec or str
+        Compression, e.g. ``"none"``, ``"gzip:4"``, ``"lzf"``, ``"blosc"``, ``"zstd"``
+        (BigDataViewer: ``none`` or ``gzip`` only).
+    attrs : dict, optional
+        Attributes stored on level 0.
+    fingerprint : str or dict
+        Identifies the inputs (tiles, positions, blending); ``resume`` refuses a partial run made
+        from different inputs or settings. A dict (JSON-able) is compared entry by entry, so the
+        refusal names what changed (``{"tiles": {path: stamp}, "positions": hash, ...}``).
+    overwrite : bool
+        Replace an existing output (only when the new one is complete) or partial run.
+    resume : bool
+        Continue a partial run, recomputing only the units not durably written.
+    progress : callable(done, total), optional
+        Called as chunks (of every level) are written.
+    mode : {"single", "shards", "virtual"}
+        ``single``: workers encode chunks and this process writes them (one machine).
+        ``shards``: workers write shard files beside the output (a filesystem they all see),
+        assembled at the end into one self-contained file by copying the compressed chunk
+        bytes. ``virtual``: the shards stay in ``PATH.shards/`` and ``PATH`` holds virtual
+        datasets over them. All three give the same data; ``single`` and ``shards`` the same
+        chunk bytes.
+    shard : tuple of int, optional
+        Shard size in storage chunks, ``(Y, X)`` or one per axis (default 4 x 4).
+    batch_bytes, batch_seconds : int, float
+        A batch of written chunks is made durable (flush, fsync, journal) when it reaches this
+        many bytes or this age.
+    inputs : sequence of path-like
+        The files the mosaic is made from (tiles, positions): ``path`` may not be one of them.
+    levels : int, "auto" or None
+        Pyramid levels in all, level 0 included: ``"auto"`` (down to the first level that
+        fits in one chunk), ``N``, or ``None``/``1`` for no pyramid. Level k+1 is the 2 x 2
+        block mean of level k (Y, X; integers rounded to nearest, halves up; an odd last row
+        or column averages what it has), made from level k's chunks as they are produced.
+    format : {"hdf5", "bdv"}, optional
+        Default: ``bdv`` for a path ending ``.xml``, else ``hdf5``.
+    pixel_size : float, optional
+        µm per pixel (Y and X), recorded in the metadata (unknown if None).
+
+    Returns
+    -------
+    WriteResult
+
+    Raises
+    ------
+    OutputExistsError, PartialOutputError, ResumeMismatchError, OutputLockedError
+        Nothing on disk is changed when these are raised.
+    OutputTargetError
+        If ``path`` is an input, a folder or a device, cannot be written, or a folder beside
+        it holds files lazystitch did not write; or ``chunks`` would make a huge number of
+        tiny chunks. A run holds ``PATH.lock`` (host and pid) while it works; a second run on
+        the same output is refused, and a lock left by a dead process on this host is
+        reported and taken over.
+    ConfigError
+        If the format cannot hold the mosaic (its dtype, dimensions or the compression).
+
+    Notes
+    -----
+    Uses the active ``distributed`` Client if there is one (never starts one), else the local
+    dask scheduler. No h5py object leaves this process, and only this process opens the file
+    (in the shard modes, each worker opens only its own shard files).
+    """
+    t0 = time.perf_counter()
+    codec = codec if isinstance(codec, ChunkCodec) else ChunkCodec.parse(codec)
+    mode = WriteMode(mode)
+    fmt = output_format(path, format)
+    fmt.check(tuple(mosaic.shape), mosaic.dtype, codec)
+    out = Path(path)
+    data_path = fmt.data_path(out)
+    inputs_ = [Path(p) for p in inputs]
+    companions = fmt.companions(out)
+    for c in companions:
+        if c.exists() and not overwrite and not resume:
+            raise OutputExistsError(f"{c} exists; pass --overwrite to replace it")
+    paths = check_output(data_path, overwrite=overwrite, resume=resume, inputs=inputs_)
+    chunks = storage_chunks(tuple(mosaic.shape), chunks)
+    check_chunk_count(tuple(mosaic.shape), chunks, mosaic.dtype.itemsize)
+    arrays = plan_arrays(fmt, dataset, tuple(mosaic.shape), mosaic.dtype, chunks, levels)
+    shard = None if mode is WriteMode.single else shard_shape(mosaic.ndim, shard)
+    header = run_header(
+        arrays,
+        layout=fmt.name,
+        codec=str(codec),
+        fingerprint=fingerprint,
+        shard=shard,
+        pixel_size=pixel_size,
+    )
+    meta = Metadata(pixel_size, attrs or {}, str(mosaic.dtype))
+    total = sum(a.n_chunks for a in arrays)
+
+    def result(written: int, skipped: int) -> WriteResult:
+        return WriteResult(
+            paths.final,
+            arrays[0].name,
+            tuple(mosaic.shape),
+            str(mosaic.dtype),
+            chunks,
+            str(codec),
+            total,
+            written,
+            skipped,
+            time.perf_counter() - t0,
+            mode.value,
+            fmt.name,
+            [{"name": a.name, "shape": list(a.shape), "chunks": list(a.chunks)} for a in arrays],
+            [str(p) for p in [*companions, paths.final]],
+        )
+
+    paths.final.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(paths.final):
+        if _already_complete(paths, header, overwrite=overwrite, resume=resume):
+            log.info("%s is already complete with these settings; nothing to do", paths.final)
+            fmt.write_companions(out, arrays, meta)  # a crash may have come between the two
+            return result(0, total)
+        for c in companions:  # an old companion must never describe the new data file
+            c.unlink(missing_ok=True)
+        if mode is WriteMode.single:
+            written, skipped = _write_single(
+                mosaic, paths, arrays, header, codec, fmt, meta, progress, resume,
+                batch_bytes, batch_seconds,
+            )  # fmt: skip
+        else:
+            assert shard is not None
+            written, skipped = write_sharded(
+                mosaic, paths, arrays, header, codec, fmt, meta,
+                mode=mode, shard=shard, resume=resume, progress=progress,
+            )  # fmt: skip
+        fmt.write_companions(out, arrays, meta)
+    return result(written, skipped)
+
+
+def _already_complete(paths: OutputPaths, header: dict, *, overwrite: bool, resume: bool) -> bool:
+    """Refuse to clobber (again, under the lock); return True if the final output is already
+    complete and matching. ``overwrite`` clears what an earlier run left."""
+
+    def matches() -> bool:
+        old = final_header(paths.final, header["dataset"])
+        return old is not None and not differences(old, header)
+
+    if refuse_clobber(paths, overwrite=overwrite, resume=resume, final_matches=matches):
+        return True
+    if overwrite and not resume:
+        for p in paths.leftovers():
+            remove(p)
+    return False
+
+
+def _write_single(
+    mosaic: da.Array,
+    paths: OutputPaths,
+    arrays: list[ArraySpec],
+    header: dict,
+    codec: ChunkCodec,
+    fmt: Format,
+    meta: Metadata,
+    progress: ProgressFn | None,
+    resume: bool,
+    batch_bytes: int,
+    batch_seconds: float,
+) -> tuple[int, int]:
+    """Write mode single, under the output's lock: (units written, units reused)."""
+    total = sum(a.n_chunks for a in arrays)
+    source = resume_source(paths, header) if resume else None
+    out = ChunkFile(
+        paths.partial, paths.journal, arrays, header, codec, fmt, meta, batch_bytes, batch_seconds
+    )
+    try:
+        done: set[Unit] = copy_verified(*source, out) if source else set()
+        if source:
+            source[0].unlink(missing_ok=True)
+            source[1].unlink(missing_ok=True)
+        skipped = len(done)
+        if progress:
+            progress(skipped, total)
+        graph, todo = unit_graph(mosaic, arrays, codec, done)
+        writer = BackgroundWriter(out)
+        try:
+            for n, (unit, (data, mask, crc)) in enumerate(stream_units(graph, todo), 1):
+                writer.put(unit, data, mask, crc)
+                if progress:
+                    progress(skipped + n, total)
+        finally:
+            writer.close()
+        out.close_complete()
+        durable_replace(paths.partial, paths.final)
+        remove(paths.virtual_shards)  # an old virtual output's shards, now replaced
+        out.journal.close()
+        paths.journal.unlink(missing_ok=True)
+    except BaseException:
+        out.abort()
+        raise
+    return out.written - skipped, skipped
