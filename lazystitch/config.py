@@ -295,7 +295,12 @@ class ClusterOptions(_Model):
         "dask-jobqueue kind: slurm, pbs, sge, lsf. Default: address if scheduler is set, "
         "else local.",
     )
-    workers: int | None = Field(None, ge=1, description="Worker processes (default: one per core).")
+    workers: int | None = Field(None, ge=1, description="Workers (default: one per core).")
+    processes: bool = Field(
+        True,
+        description="LocalCluster: workers as separate processes, or (no) as threads of "
+        "one worker in the lazystitch process.",
+    )
     memory_limit: str = Field(
         "auto",
         description="Memory limit per LocalCluster worker, e.g. '4GiB' (at least "

@@ -60,6 +60,7 @@ def cluster_client(
     workers: int | None = None,
     memory_limit: str | None = "auto",
     threads_per_worker: int = 1,
+    processes: bool = True,
     dashboard: bool = True,
     jobs: int = 2,
     max_jobs: int | None = None,
@@ -83,6 +84,9 @@ def cluster_client(
     memory_limit : str, optional
         Per LocalCluster worker, e.g. ``"4GiB"``; ``"auto"`` splits the machine's memory.
     threads_per_worker : int
+    processes : bool
+        LocalCluster: ``workers`` worker processes (default), or one worker in this process
+        with ``workers`` threads.
     dashboard : bool
         Serve the dashboard (on a free port) when starting a LocalCluster.
     jobs, max_jobs : int
@@ -127,7 +131,7 @@ def cluster_client(
         with _jobqueue_client(kind, jobs, max_jobs, jobqueue or {}, wait_timeout, notify) as client:
             yield client
         return
-    with _local_client(workers, memory_limit, threads_per_worker, dashboard) as client:
+    with _local_client(workers, memory_limit, threads_per_worker, processes, dashboard) as client:
         yield client
 
 
@@ -257,12 +261,31 @@ def _jobqueue_client(
 
 @contextlib.contextmanager
 def _local_client(
-    workers: int | None, memory_limit: str | None, threads_per_worker: int, dashboard: bool
+    workers: int | None,
+    memory_limit: str | None,
+    threads_per_worker: int,
+    processes: bool,
+    dashboard: bool,
 ) -> Iterator[object]:
     import dask
     from distributed import Client, LocalCluster
 
     n = workers or default_workers()
+    if not processes:
+        with (
+            LocalCluster(
+                n_workers=1,
+                threads_per_worker=n * threads_per_worker,
+                processes=False,
+                memory_limit=memory_limit,
+                dashboard_address=":0" if dashboard else None,
+                silence_logs=logging.INFO if log.isEnabledFor(logging.INFO) else logging.CRITICAL,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            log.info("started a LocalCluster of %d thread(s) in this process", n)
+            yield client
+        return
     # distributed sets MALLOC_TRIM_THRESHOLD_ for its workers, which also fixes glibc's mmap
     # threshold at 128 KiB: every tile-sized array is then a fresh mmap whose pages fault in
     # again (measured: 13.4 s vs 9.4 s for 196 tiles of 2048^2). Arrays up to 16 MiB come from

@@ -132,13 +132,17 @@ _STOP = object()
 class BackgroundWriter:
     """Hands ``ChunkFile.write`` calls to one thread, holding at most ``max_bytes`` queued.
 
+    With a ``pyramid`` (a :class:`~lazystitch.writers._pyramid.PyramidBuilder`), each level-0
+    chunk comes with its half, from which the thread builds and writes the coarser levels.
+
     ``put`` blocks when the queue is full (the disk is the bottleneck: the caller then stops
     submitting work, which bounds the workers' memory). An error of the thread is raised from
     the next ``put`` or from ``close``.
     """
 
-    def __init__(self, out: ChunkFile, max_bytes: int = 256 << 20) -> None:
+    def __init__(self, out: ChunkFile, pyramid: Any = None, max_bytes: int = 256 << 20) -> None:
         self.out = out
+        self.pyramid = pyramid
         self.max_bytes = max_bytes
         self._queued = 0
         self._cond = threading.Condition()
@@ -152,11 +156,15 @@ class BackgroundWriter:
             item = self._q.get()
             if item is _STOP:
                 return
-            unit, data, mask, crc = item
+            unit, data, mask, crc, half, write = item
             n = memoryview(data).nbytes
             try:
                 if self._error is None:
-                    self.out.write(unit, data, mask, crc)
+                    if write:
+                        self.out.write(unit, data, mask, crc)
+                    if half is not None:
+                        for coarse, encoded in self.pyramid.add(*unit, half):
+                            self.out.write(coarse, *encoded)
             except BaseException as exc:  # raised in the caller's thread
                 self._error = exc
             with self._cond:
@@ -167,7 +175,15 @@ class BackgroundWriter:
         if self._error is not None:
             raise self._error
 
-    def put(self, unit: Unit, data: Any, mask: int, crc: int) -> None:
+    def put(
+        self,
+        unit: Unit,
+        data: Any,
+        mask: int,
+        crc: int,
+        half: np.ndarray | None = None,
+        write: bool = True,
+    ) -> None:
         self._raise()
         n = memoryview(data).nbytes
         with self._cond:
@@ -175,7 +191,7 @@ class BackgroundWriter:
                 self._cond.wait(0.5)
                 self._raise()
             self._queued += n
-        self._q.put((unit, data, mask, crc))
+        self._q.put((unit, data, mask, crc, half, write))
 
     @property
     def written(self) -> int:
@@ -187,9 +203,3 @@ class BackgroundWriter:
         while self._thread.is_alive():
             self._thread.join(0.2)  # a short join keeps Ctrl-C working
         self._raise()
-
-
-def as_buffer(data: Any) -> Any:
-    """Chunk bytes as a buffer ``write_direct_chunk`` takes (an uncompressed chunk is an
-    ndarray)."""
-    return np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data

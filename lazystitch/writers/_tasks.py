@@ -26,7 +26,15 @@ from dask.highlevelgraph import HighLevelGraph
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._plan import ArraySpec, ChunkIndex, Unit
 
-__all__ = ["PIECE_PREFIX", "UnitTask", "block_mean", "unit_graph"]
+__all__ = [
+    "PIECE_PREFIX",
+    "UnitTask",
+    "block_mean",
+    "encode",
+    "level0_graph",
+    "needed_units",
+    "unit_graph",
+]
 
 PIECE_PREFIX = "pyramid-piece-"
 """Names of the tasks that hold a level's pixels for the level below: pinned until used."""
@@ -39,6 +47,7 @@ class UnitTask:
     unit: Unit
     key: Any
     blocks: tuple[tuple[int, ...], ...]
+    write: bool = True  # False: computed only for the coarser chunks made from it
 
 
 def block_mean(a: np.ndarray) -> np.ndarray:
@@ -53,15 +62,26 @@ def block_mean(a: np.ndarray) -> np.ndarray:
     *lead, h, w = a.shape
     hh, ww = -(-h // 2), -(-w // 2)
     integer = np.issubdtype(a.dtype, np.integer) or a.dtype == bool
-    acc = np.int64 if integer and a.dtype.itemsize < 8 else np.float64
-    padded = np.zeros((*lead, 2 * hh, 2 * ww), dtype=acc)
-    padded[..., :h, :w] = a
-    sums = padded.reshape(*lead, hh, 2, ww, 2).sum(axis=(-3, -1))
-    ny = np.full(hh, 2, dtype=np.int64)
-    nx = np.full(ww, 2, dtype=np.int64)
-    ny[-1], nx[-1] = 2 - (2 * hh - h), 2 - (2 * ww - w)
-    n = ny[:, None] * nx[None, :]
-    if acc is np.int64:
+    if integer and a.dtype.itemsize <= 2:
+        acc: type = np.int32
+    elif integer and a.dtype.itemsize <= 4:
+        acc = np.int64
+    else:
+        acc = np.float64
+    if h % 2 or w % 2:  # an edge chunk: count what is there
+        padded = np.zeros((*lead, 2 * hh, 2 * ww), dtype=acc)
+        padded[..., :h, :w] = a
+        ny = np.full(hh, 2, dtype=acc)
+        nx = np.full(ww, 2, dtype=acc)
+        ny[-1], nx[-1] = 2 - (2 * hh - h), 2 - (2 * ww - w)
+        n = ny[:, None] * nx[None, :]
+    else:
+        padded, n = a, np.asarray(4, dtype=acc)
+    sums: np.ndarray = padded[..., 0::2, 0::2].astype(acc)
+    sums += padded[..., 1::2, 0::2]
+    sums += padded[..., 0::2, 1::2]
+    sums += padded[..., 1::2, 1::2]
+    if acc is not np.float64:
         return ((2 * sums + n) // (2 * n)).astype(a.dtype)
     out = sums / n
     if integer:  # 64-bit integers: float64 mean, rounded
@@ -95,7 +115,7 @@ def _piece(
     return block_mean(region) if downsample else region
 
 
-def _encode(block: np.ndarray, codec: ChunkCodec, chunks: tuple[int, ...]) -> tuple[Any, int, int]:
+def encode(block: np.ndarray, codec: ChunkCodec, chunks: tuple[int, ...]) -> tuple[Any, int, int]:
     """Worker side: encode one chunk and checksum it (the writing process only writes)."""
     data, mask = codec.encode(block, chunks)
     return data, mask, zlib.crc32(data)  # type: ignore[arg-type]  # an ndarray is a buffer
@@ -110,7 +130,24 @@ def _piece_encode(
     codec: ChunkCodec,
     chunks: tuple[int, ...],
 ) -> tuple[Any, int, int]:
-    return _encode(_piece(parts, src, dst, shape, downsample), codec, chunks)
+    return encode(_piece(parts, src, dst, shape, downsample), codec, chunks)
+
+
+def _piece_encode_half(
+    parts: list[np.ndarray],
+    src: list[tuple[slice, ...]],
+    dst: list[tuple[slice, ...]],
+    shape: tuple[int, ...],
+    codec: ChunkCodec | None,
+    chunks: tuple[int, ...],
+) -> tuple[Any, int, int, np.ndarray]:
+    """Worker side: a level-0 chunk encoded (``codec`` None: not needed, only its half) and its
+    2x2 block mean, from which the writing process builds the next level."""
+    block = _assemble(parts, src, dst, shape)
+    half = block_mean(block)
+    if codec is None:
+        return b"", 0, 0, half
+    return (*encode(block, codec, chunks), half)
 
 
 def _overlaps(edges: np.ndarray, lo: int, hi: int) -> list[tuple[int, slice, slice]]:
@@ -142,32 +179,28 @@ def _chunk_edges(spec: ArraySpec) -> list[np.ndarray]:
     ]
 
 
-def unit_graph(
-    mosaic: da.Array,
-    arrays: list[ArraySpec],
-    codec: ChunkCodec,
-    skip: set[Unit],
-) -> tuple[HighLevelGraph, list[UnitTask]]:
-    """One encode task per unit not in ``skip`` (and the pieces the levels need), on top of
-    the mosaic's graph. ``arrays[k]`` is pyramid level k, ``arrays[0]`` the mosaic itself.
+def needed_units(
+    arrays: list[ArraySpec], skip: set[Unit], level0_edges: list[np.ndarray] | None = None
+) -> tuple[list[set[ChunkIndex]], list[set[ChunkIndex]], list[dict]]:
+    """Per level: the chunks to write (not in ``skip``), the chunks whose pixels a coarser
+    chunk to write is made from, and each chunk's sources ``(blocks, src, dst, region)`` in
+    the level above (level 0: in the blocks with ``level0_edges``, if given).
 
-    A piece that a needed unit depends on is computed even when its own unit is skipped (a
-    resumed run recomputes a coarse chunk from its finer pieces, not from the output).
+    A chunk that a needed coarser one is made from is needed even when it is skipped itself:
+    a resumed run recomputes a coarse chunk from its finer pieces, not from the output.
     """
-    # no dask.optimize: on 2,500 tiles it took 3x as long as building the graph (4.4 s vs
-    # 1.4 s) to fuse away 4 % of the tasks
-    token = tokenize(mosaic.name, [a.to_dict() for a in arrays], str(codec))
     last = len(arrays) - 1
-    # which units are needed: a wanted unit needs the pieces of its sources, level by level up
     wanted: list[set[ChunkIndex]] = [
         {i for i in a.indices() if (k, i) not in skip} for k, a in enumerate(arrays)
     ]
-    sources: list[dict[ChunkIndex, tuple[list, list, list]]] = [{} for _ in arrays]
+    sources: list[dict] = [{} for _ in arrays]
     need_piece: list[set[ChunkIndex]] = [set() for _ in arrays]
     for k in range(last, -1, -1):
         spec = arrays[k]
         if k == 0:
-            edges = [np.cumsum((0, *c)) for c in mosaic.chunks]
+            if level0_edges is None:
+                break
+            edges = level0_edges
             scale, src_shape = 1, spec.shape
         else:
             edges = _chunk_edges(arrays[k - 1])
@@ -182,9 +215,62 @@ def unit_graph(
             ]
             blocks, src, dst = _sources(edges, slo, shi)
             region = tuple(b - a for a, b in zip(slo, shi, strict=True))
-            sources[k][idx] = (blocks, src, dst, region)  # type: ignore[assignment]
+            sources[k][idx] = (blocks, src, dst, region)
             if k > 0:
                 need_piece[k - 1].update(blocks)
+    return wanted, need_piece, sources
+
+
+def level0_graph(
+    mosaic: da.Array,
+    arrays: list[ArraySpec],
+    codec: ChunkCodec,
+    skip: set[Unit],
+) -> tuple[HighLevelGraph, list[UnitTask], list[set[ChunkIndex]], list[set[ChunkIndex]]]:
+    """Tasks for level 0 only, each returning ``(bytes, mask, crc, half)``: the writing
+    process builds the coarser levels from the halves (see ``_pyramid``). A level-0 chunk
+    that is skipped but needed for a coarser chunk is computed for its half alone
+    (``UnitTask.write`` False). Returns the graph, the tasks, and per level the chunks to
+    write and the chunks needed for coarser ones.
+    """
+    edges = [np.cumsum((0, *c)) for c in mosaic.chunks]
+    wanted, need_piece, sources = needed_units(arrays, skip, edges)
+    token = tokenize(mosaic.name, [a.to_dict() for a in arrays], str(codec), "halves")
+    name = f"store-chunk-{token}"
+    spec = arrays[0]
+    layer: dict[Any, Any] = {}
+    tasks = []
+    for idx in sorted(wanted[0] | need_piece[0]):
+        blocks, src, dst, region = sources[0][idx]
+        key = (name, 0, *idx)
+        write = idx in wanted[0]
+        parts = [(mosaic.name, *b) for b in blocks]
+        layer[key] = (
+            _piece_encode_half, parts, src, dst, region, codec if write else None, spec.chunks
+        )  # fmt: skip
+        tasks.append(UnitTask((0, idx), key, tuple(sorted(blocks)), write))
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[mosaic])  # type: ignore[list-item]
+    return graph, tasks, wanted, need_piece
+
+
+def unit_graph(
+    mosaic: da.Array,
+    arrays: list[ArraySpec],
+    codec: ChunkCodec,
+    skip: set[Unit],
+) -> tuple[HighLevelGraph, list[UnitTask]]:
+    """One encode task per unit not in ``skip`` (and the pieces the levels need), on top of
+    the mosaic's graph. ``arrays[k]`` is pyramid level k, ``arrays[0]`` the mosaic itself.
+
+    Every level is computed on the workers (the shard write modes, where no chunk passes
+    through the writing process). A piece that a needed unit depends on is computed even
+    when its own unit is skipped.
+    """
+    # no dask.optimize: on 2,500 tiles it took 3x as long as building the graph (4.4 s vs
+    # 1.4 s) to fuse away 4 % of the tasks
+    token = tokenize(mosaic.name, [a.to_dict() for a in arrays], str(codec))
+    edges = [np.cumsum((0, *c)) for c in mosaic.chunks]
+    wanted, need_piece, sources = needed_units(arrays, skip, edges)
     layer: dict[Any, Any] = {}
     enc_name = f"store-chunk-{token}"
     piece_names = [f"{PIECE_PREFIX}{k}-{token}" for k in range(len(arrays))]
@@ -192,7 +278,7 @@ def unit_graph(
     reads: list[dict[ChunkIndex, frozenset]] = [{} for _ in arrays]
     for k, spec in enumerate(arrays):
         src_name = mosaic.name if k == 0 else piece_names[k - 1]
-        for idx, (blocks, src, dst, region) in sources[k].items():  # type: ignore[misc]
+        for idx, (blocks, src, dst, region) in sources[k].items():
             parts = [(src_name, *b) for b in blocks]
             if k == 0:
                 reads[0][idx] = frozenset(blocks)
@@ -204,7 +290,7 @@ def unit_graph(
                 piece_key = (piece_names[k], *idx)
                 layer[piece_key] = (_piece, parts, src, dst, region, down)
                 if idx in wanted[k]:
-                    layer[enc_key] = (_encode, piece_key, codec, spec.chunks)
+                    layer[enc_key] = (encode, piece_key, codec, spec.chunks)
             elif idx in wanted[k]:
                 layer[enc_key] = (
                     _piece_encode,

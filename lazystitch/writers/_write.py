@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,11 +50,12 @@ from lazystitch.writers._plan import (
     run_header,
     storage_chunks,
 )
+from lazystitch.writers._pyramid import PyramidBuilder, halves_align
 from lazystitch.writers._resume import copy_verified, resume_source
 from lazystitch.writers._shards import WriteMode, shard_shape, write_sharded
 from lazystitch.writers._stream import stream_units
 from lazystitch.writers._target import check_chunk_count, check_output, refuse_clobber
-from lazystitch.writers._tasks import unit_graph
+from lazystitch.writers._tasks import UnitTask, level0_graph, unit_graph
 
 __all__ = ["FORMATS", "ProgressFn", "WriteResult", "output_format", "plan_arrays", "write_hdf5"]
 
@@ -302,6 +303,27 @@ def _already_complete(paths: OutputPaths, header: dict, *, overwrite: bool, resu
     return False
 
 
+def _single_stream(
+    mosaic: da.Array,
+    arrays: list[ArraySpec],
+    codec: ChunkCodec,
+    done: set[Unit],
+    out: ChunkFile,
+) -> tuple[BackgroundWriter, Iterator[tuple[UnitTask, tuple]]]:
+    """The writer thread and the stream of (task, result) that feeds it. The pyramid is
+    built by the writer thread from level 0's halves when the chunk edges allow it (see
+    ``_pyramid``), else computed on the workers with every level's own tasks."""
+    if len(arrays) > 1 and halves_align(arrays):
+        graph, todo, wanted, needed = level0_graph(mosaic, arrays, codec, done)
+        writer = BackgroundWriter(out, PyramidBuilder(arrays, codec, wanted, needed))
+    else:
+        graph, todo = unit_graph(mosaic, arrays, codec, done)
+        writer = BackgroundWriter(out)
+    by_unit = {t.unit: t for t in todo}
+    stream = ((by_unit[u], r) for u, r in stream_units(graph, todo))
+    return writer, stream
+
+
 def _write_single(
     mosaic: da.Array,
     paths: OutputPaths,
@@ -329,15 +351,19 @@ def _write_single(
         skipped = len(done)
         if progress:
             progress(skipped, total)
-        graph, todo = unit_graph(mosaic, arrays, codec, done)
-        writer = BackgroundWriter(out)
+        writer, stream = _single_stream(mosaic, arrays, codec, done, out)
         try:
-            for n, (unit, (data, mask, crc)) in enumerate(stream_units(graph, todo), 1):
-                writer.put(unit, data, mask, crc)
+            for n, (task, result) in enumerate(stream, 1):
+                data, mask, crc, *half = result
+                writer.put(task.unit, data, mask, crc, half[0] if half else None, task.write)
                 if progress:
-                    progress(skipped + n, total)
+                    progress(min(skipped + n, total), total)
         finally:
             writer.close()
+        if writer.pyramid is not None and writer.pyramid.pending:
+            raise RuntimeError(f"{writer.pyramid.pending} pyramid chunk(s) were left incomplete")
+        if progress:
+            progress(total, total)
         out.close_complete()
         durable_replace(paths.partial, paths.final)
         remove(paths.virtual_shards)  # an old virtual output's shards, now replaced
