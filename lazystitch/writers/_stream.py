@@ -16,10 +16,12 @@ memory of the level above, per level.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import cloudpickle
 from dask.core import get_dependencies
 from dask.highlevelgraph import HighLevelGraph
 
@@ -27,7 +29,7 @@ from lazystitch.cluster import active_client
 from lazystitch.writers._plan import Unit
 from lazystitch.writers._tasks import PIECE_PREFIX, UnitTask
 
-__all__ = ["stream_units"]
+__all__ = ["stream_groups", "stream_units"]
 
 
 def _order(block: tuple[int, ...], band: int) -> tuple[int, ...]:
@@ -214,3 +216,75 @@ def _distributed(plan: _Plan, client: Any, window: int) -> Iterator[tuple[Unit, 
             fut.release()
         ac.clear()
         pins.clear()
+
+
+def _run_group(payload: bytes) -> list[Any]:
+    """Worker side: compute one group's units with dask's synchronous scheduler.
+
+    The subgraph travels pickled: a dict of task tuples passed as an argument (even inside
+    another object) is taken apart by the cluster as nested tasks and keys."""
+    from dask.local import get_sync
+
+    dsk, keys = pickle.loads(payload)
+    return list(get_sync(dsk, keys))
+
+
+def stream_groups(
+    graph: HighLevelGraph,
+    todo: list[UnitTask],
+    *,
+    window: int | None = None,
+    band: int = 4,
+    batch: int = 48,
+) -> Iterator[tuple[Unit, Any]]:
+    """Like :func:`stream_units`, but each group is *one* cluster task that computes its
+    culled subgraph (tile reads, fusion, encoding) inside the worker.
+
+    A cluster task costs the scheduler and the worker milliseconds of bookkeeping (and, in
+    one process, the GIL); the mosaic's graph has ~20 tiny tasks per tile. Measured on the
+    14x14 x 2048^2 job, the same graph took 6.2 s on dask's threaded scheduler and 18.8 s
+    as separate tasks on a 2-thread LocalCluster. The price is that the tiles and fused blocks
+    two groups share are computed by both (a band row of blocks per group); nothing is
+    pinned, so this suits units whose coarser levels are built from results (the writing
+    process's pyramid), not the shard modes' pieces.
+    """
+    plan = _Plan(graph, todo, band, batch)
+    client = active_client()
+    if client is None:
+        yield from _threaded(plan, window or 4)
+        return
+    from distributed import as_completed
+
+    if window is None:
+        threads = sum(client.nthreads().values()) or 1
+        window = threads + 1  # a group waiting on every thread
+    ac = as_completed(with_results=True)
+    group_of: dict[Any, int] = {}
+    next_group = 0
+
+    def submit(gi: int) -> None:
+        g = plan.groups[gi]
+        keys = [t.key for t in g.tasks]
+        payload = cloudpickle.dumps(({k: plan.dsk[k] for k in g.keys}, keys))
+        fut = client.submit(_run_group, payload, pure=False, key=f"units-{gi}-{id(plan)}")
+        group_of[fut.key] = gi
+        ac.add(fut)
+
+    try:
+        while next_group < len(plan.groups) and len(group_of) < window:
+            submit(next_group)
+            next_group += 1
+        while group_of:
+            for fut, results in ac.next_batch(block=True):
+                if fut.status != "finished":
+                    raise RuntimeError(f"unit task {fut.key} ended as {fut.status}: {results!r}")
+                gi = group_of.pop(fut.key)
+                fut.release()
+                if next_group < len(plan.groups):
+                    submit(next_group)
+                    next_group += 1
+                yield from zip((t.unit for t in plan.groups[gi].tasks), results, strict=True)
+    finally:
+        for fut in ac.futures:
+            fut.release()
+        ac.clear()

@@ -75,15 +75,19 @@ def block_mean(a: np.ndarray) -> np.ndarray:
         nx = np.full(ww, 2, dtype=acc)
         ny[-1], nx[-1] = 2 - (2 * hh - h), 2 - (2 * ww - w)
         n = ny[:, None] * nx[None, :]
+        src = padded
     else:
-        padded, n = a, np.asarray(4, dtype=acc)
-    sums: np.ndarray = padded[..., 0::2, 0::2].astype(acc)
-    sums += padded[..., 1::2, 0::2]
-    sums += padded[..., 0::2, 1::2]
-    sums += padded[..., 1::2, 1::2]
+        n, src = None, a
+    rows: np.ndarray = src[..., 0::2, :].astype(acc)  # pairs of rows first: contiguous reads
+    rows += src[..., 1::2, :]
+    sums: np.ndarray = rows[..., 0::2] + rows[..., 1::2]
     if acc is not np.float64:
+        if n is None:  # four pixels: (sum + 2) // 4 as a shift
+            sums += 2
+            sums >>= 2
+            return sums.astype(a.dtype)
         return ((2 * sums + n) // (2 * n)).astype(a.dtype)
-    out = sums / n
+    out = sums / (4 if n is None else n)
     if integer:  # 64-bit integers: float64 mean, rounded
         out = np.floor(out + 0.5)
     return out.astype(a.dtype)

@@ -53,7 +53,7 @@ from lazystitch.writers._plan import (
 from lazystitch.writers._pyramid import PyramidBuilder, halves_align
 from lazystitch.writers._resume import copy_verified, resume_source
 from lazystitch.writers._shards import WriteMode, shard_shape, write_sharded
-from lazystitch.writers._stream import stream_units
+from lazystitch.writers._stream import stream_groups
 from lazystitch.writers._target import check_chunk_count, check_output, refuse_clobber
 from lazystitch.writers._tasks import UnitTask, level0_graph, unit_graph
 
@@ -320,7 +320,7 @@ def _single_stream(
         graph, todo = unit_graph(mosaic, arrays, codec, done)
         writer = BackgroundWriter(out)
     by_unit = {t.unit: t for t in todo}
-    stream = ((by_unit[u], r) for u, r in stream_units(graph, todo))
+    stream = ((by_unit[u], r) for u, r in stream_groups(graph, todo))
     return writer, stream
 
 
