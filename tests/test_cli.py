@@ -108,7 +108,7 @@ def test_stitch_on_its_own_local_cluster_with_json(tmp_path, tiles):
     summary = last_json(proc.stdout)
     assert set(summary) >= JSON_KEYS
     assert summary["chunks_written"] == summary["chunks_total"] and summary["chunks_skipped"] == 0
-    assert "dashboard" in proc.stderr and "2 worker(s)" in proc.stderr
+    assert "dashboard" in proc.stderr and "1 worker(s), 2 thread(s)" in proc.stderr
     np.testing.assert_array_equal(
         _read(out), reference_stitch(tiles.tiles, tiles.positions, "average")
     )

@@ -26,15 +26,29 @@ def _durable_chunks(paths, mode):
         return -1
 
 
+def _levels(path):
+    """Every level of a plain HDF5 or BigDataViewer output, by name."""
+    with h5py.File(path) as f:
+        if "s00" in f:  # BigDataViewer
+            names = [f"t00000/s00/{k}/cells" for k in range(len(f["s00/resolutions"]))]
+        else:
+            names = list(f["mosaic"].attrs["lazystitch_levels"])
+        return {n: (f[n][...], f[n].id.get_num_chunks(), f[n].is_virtual) for n in names}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("mode", "trial"), [("single", 0), ("single", 1), ("shards", 2)])
-def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, stitch_command):
+@pytest.mark.parametrize(
+    ("mode", "trial", "fmt"),
+    [("single", 0, "h5"), ("single", 1, "h5"), ("shards", 2, "h5"), ("single", 3, "xml")],
+    ids=["single-0", "single-1", "shards", "bdv"],
+)
+def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, stitch_command):
     s = make_tiles(
         tmp_path / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8, seed=trial
     )
-    out = tmp_path / "m.h5"
-    paths = OutputPaths(out)
-    run = (*TWO_WORKERS, "--write-mode", mode, "--shard", "4,4")
+    out = tmp_path / f"m.{fmt}"
+    paths = OutputPaths(tmp_path / "m.h5")
+    run = (*TWO_WORKERS, "--write-mode", mode, "--shard", "4,4", "--pixel-size", "0.5")
     proc = subprocess.Popen(
         stitch_command(s, out, *run),
         stdout=subprocess.PIPE,
@@ -52,7 +66,7 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, stitch_c
     assert proc.poll() is None, "the run finished before it could be killed; make the job larger"
     os.killpg(proc.pid, signal.SIGKILL)  # the client and its LocalCluster workers
     proc.communicate()
-    assert not out.exists()
+    assert not out.exists() and not paths.final.exists()
     assert (paths.shards if mode == "shards" else paths.partial).exists()
     durable = _durable_chunks(paths, mode)
     assert durable > 0
@@ -71,15 +85,21 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, stitch_c
     assert summary["chunks_written"] < summary["chunks_total"]
     assert not paths.leftovers()
 
-    clean = tmp_path / "clean.h5"
+    clean = tmp_path / f"clean.{fmt}"
     ref = subprocess.run(
-        stitch_command(s, clean, *TWO_WORKERS), capture_output=True, text=True, timeout=300
+        stitch_command(s, clean, *TWO_WORKERS, "--pixel-size", "0.5"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert ref.returncode == 0, ref.stderr
-    with h5py.File(out) as a, h5py.File(clean) as b:
-        np.testing.assert_array_equal(a["mosaic"][...], b["mosaic"][...])
-        assert a["mosaic"].id.get_num_chunks() == b["mosaic"].id.get_num_chunks()
-        assert not a["mosaic"].is_virtual
+    got, want = _levels(paths.final), _levels(tmp_path / "clean.h5")
+    assert list(got) == list(want) and len(got) > 1  # the pyramid too
+    for name, (data, n_chunks, virtual) in got.items():
+        np.testing.assert_array_equal(data, want[name][0], err_msg=name)
+        assert n_chunks == want[name][1] and not virtual
+    if fmt == "xml":
+        assert out.read_text() == clean.read_text().replace("clean.h5", "m.h5")
 
 
 @pytest.mark.slow

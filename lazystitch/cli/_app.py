@@ -34,8 +34,12 @@ def say(msg: str) -> None:
 
 def _show_dashboard(client: Any) -> None:
     link = getattr(client, "dashboard_link", None)
-    nworkers = len(client.scheduler_info().get("workers", {}))
-    say(f"lazystitch: {nworkers} worker(s); dashboard: {link or 'not available'}")
+    workers = client.scheduler_info().get("workers", {})
+    threads = sum(int(w.get("nthreads", 1)) for w in workers.values())
+    say(
+        f"lazystitch: {len(workers)} worker(s), {threads} thread(s); "
+        f"dashboard: {link or 'not available'}"
+    )
 
 
 def _quiet_logs(verbose: bool) -> None:

@@ -12,7 +12,13 @@ import h5py
 import numpy as np
 
 from lazystitch.errors import OutputTargetError
-from lazystitch.writers._files import COMPLETE_ATTR, RUN_ATTR, OutputPaths, missing_sources
+from lazystitch.writers._files import (
+    COMPLETE_ATTR,
+    RUN_ATTR,
+    OutputPaths,
+    header_arrays,
+    missing_sources,
+)
 from lazystitch.writers._journal import read_journal
 from lazystitch.writers._plan import chunk_counts
 from lazystitch.writers._shards import RECORDS_ATTR
@@ -85,7 +91,22 @@ def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
                 info[key] = str(attrs[key])
         if "layout" in attrs:
             info["layout"] = json.loads(attrs["layout"])
+        if RUN_ATTR in attrs:
+            run = json.loads(attrs[RUN_ATTR])
+            info["format"] = run.get("layout", "hdf5")
+            info["levels"] = [
+                {"name": a.name, "shape": list(a.shape), "chunks": list(a.chunks)}
+                for a in header_arrays(run)
+            ] if "arrays" in run else []  # fmt: skip
+            info["pixel_size_um"] = run.get("pixel_size")
     return info
+
+
+def _total(header: dict) -> int:
+    """Units of a run: every chunk of every level."""
+    if "arrays" in header:
+        return sum(a.n_chunks for a in header_arrays(header))
+    return math.prod(chunk_counts(header["shape"], header["chunks"]))
 
 
 def _compression(ds: h5py.Dataset) -> str:
@@ -118,6 +139,8 @@ def describe_output(path: str | os.PathLike, dataset: str | None = None) -> dict
     import hdf5plugin  # noqa: F401  (lets h5py read blosc/zstd filter metadata)
 
     path = Path(path)
+    if path.suffix.lower() == ".xml":  # a BigDataViewer output: its HDF5 file
+        path = path.with_suffix(".h5")
     if path.name.endswith(".partial"):
         path = path.with_name(path.name[: -len(".partial")])
     paths = OutputPaths(path)
@@ -144,8 +167,7 @@ def describe_output(path: str | os.PathLike, dataset: str | None = None) -> dict
         except (ValueError, OSError):
             header, records = None, {}
     if journal.exists() and header is not None:
-        total = math.prod(chunk_counts(header["shape"], header["chunks"]))
-        info["chunks_written"], info["chunks_total"] = len(records), total
+        info["chunks_written"], info["chunks_total"] = len(records), _total(header)
     info["hint"] = "continue it with --resume, or start over with --overwrite"
     return info
 
@@ -158,13 +180,13 @@ def _shard_run_info(paths: OutputPaths) -> dict[str, Any]:
     for path in files:
         try:
             with h5py.File(path, "r") as f:
-                ds = next(v for v in f.values() if isinstance(v, h5py.Dataset))
+                ds = _find_dataset(f, path, None)
                 run = json.loads(ds.attrs[RUN_ATTR])
                 written += len(ds.attrs[RECORDS_ATTR])
                 info["shards_written"] += 1
-        except (OSError, KeyError, ValueError, StopIteration):
+        except (OSError, KeyError, ValueError, OutputTargetError):
             continue
-        info["chunks_total"] = math.prod(chunk_counts(run["shape"], run["chunks"]))
+        info["chunks_total"] = _total(run)
     info["chunks_written"] = written
     info["hint"] = "continue it with --resume, or start over with --overwrite"
     return info

@@ -173,6 +173,7 @@ def _distributed(plan: _Plan, client: Any, window: int) -> Iterator[tuple[Unit, 
     from distributed import as_completed
 
     pins: dict[Any, Any] = {}
+    live: dict[Any, Any] = {}  # our own record of the futures (as_completed's changes under us)
     unit_of: dict[Any, Unit] = {}
     group_of: dict[Any, int] = {}
     left: dict[int, int] = {}  # group -> units not yet yielded
@@ -188,6 +189,7 @@ def _distributed(plan: _Plan, client: Any, window: int) -> Iterator[tuple[Unit, 
         for t in g.tasks:
             unit_of[t.key], group_of[t.key] = t.unit, gi
         left[gi] = len(keys)
+        live.update(zip(keys, futures[: len(keys)], strict=True))
         ac.update(futures[: len(keys)])
         for k in plan.done_with(gi, pins):
             pins.pop(k).release()  # this group was its last user (its futures hold it now)
@@ -202,7 +204,7 @@ def _distributed(plan: _Plan, client: Any, window: int) -> Iterator[tuple[Unit, 
                     raise RuntimeError(f"chunk task {fut.key} ended as {fut.status}: {result!r}")
                 gi = group_of.pop(fut.key)
                 yield unit_of.pop(fut.key), result
-                fut.release()
+                live.pop(fut.key).release()
                 left[gi] -= 1
                 if left[gi] == 0:
                     del left[gi]
@@ -212,7 +214,7 @@ def _distributed(plan: _Plan, client: Any, window: int) -> Iterator[tuple[Unit, 
     finally:
         # release (not cancel) what is left: cancelling keys that a rerun in this session
         # resubmits right away can cancel the rerun's futures too
-        for fut in [*ac.futures, *pins.values()]:
+        for fut in [*live.values(), *pins.values()]:
             fut.release()
         ac.clear()
         pins.clear()
@@ -260,6 +262,7 @@ def stream_groups(
         window = threads + 1  # a group waiting on every thread
     ac = as_completed(with_results=True)
     group_of: dict[Any, int] = {}
+    live: dict[Any, Any] = {}  # our own record of the futures (as_completed's changes under us)
     next_group = 0
 
     def submit(gi: int) -> None:
@@ -267,7 +270,7 @@ def stream_groups(
         keys = [t.key for t in g.tasks]
         payload = cloudpickle.dumps(({k: plan.dsk[k] for k in g.keys}, keys))
         fut = client.submit(_run_group, payload, pure=False, key=f"units-{gi}-{id(plan)}")
-        group_of[fut.key] = gi
+        group_of[fut.key], live[fut.key] = gi, fut
         ac.add(fut)
 
     try:
@@ -279,12 +282,12 @@ def stream_groups(
                 if fut.status != "finished":
                     raise RuntimeError(f"unit task {fut.key} ended as {fut.status}: {results!r}")
                 gi = group_of.pop(fut.key)
-                fut.release()
+                live.pop(fut.key).release()
                 if next_group < len(plan.groups):
                     submit(next_group)
                     next_group += 1
                 yield from zip((t.unit for t in plan.groups[gi].tasks), results, strict=True)
     finally:
-        for fut in ac.futures:
+        for fut in live.values():
             fut.release()
         ac.clear()

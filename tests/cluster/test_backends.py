@@ -130,7 +130,7 @@ def test_a_worker_killed_mid_run_does_not_change_the_mosaic(tmp_path, job, stitc
     s, want = job
     out = tmp_path / "m.h5"
     proc = subprocess.Popen(
-        stitch_command(s, out, "--workers", "2"),
+        stitch_command(s, out, "--workers", "2", "--processes"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
