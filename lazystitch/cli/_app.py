@@ -247,4 +247,10 @@ def info(path: Path, dataset: str | None, as_json: bool) -> None:
         click.echo(json.dumps(desc))
         return
     for key, value in desc.items():
+        if key == "levels" and value:
+            value = f"{len(value)}: " + ", ".join(
+                "x".join(map(str, lv["shape"])) + f" ({lv['name']})" for lv in value
+            )
+        elif key == "pixel_size_um" and value is None:
+            value = "unknown"
         click.echo(f"{key}: {value}")

@@ -30,3 +30,23 @@ def _oracle_pyramid(a: np.ndarray, chunk: tuple[int, int], levels=None) -> list[
 def oracle_pyramid():
     """The pyramid of a mosaic by definition (does not import lazystitch)."""
     return _oracle_pyramid
+
+
+class Interrupt(Exception):
+    """Raised by a progress callback to stop a write part way."""
+
+
+@pytest.fixture
+def stop_after():
+    """``stop_after(n)``: a progress callback that raises ``stop_after.error`` once ``n``
+    chunks are written."""
+
+    def make(n):
+        def progress(done, total):
+            if done >= n:
+                raise Interrupt
+
+        return progress
+
+    make.error = Interrupt
+    return make

@@ -94,18 +94,9 @@ def test_levels_of_other_pixel_types_and_of_z_stacks(oracle_pyramid, tmp_path, c
 
 @pytest.mark.parametrize("chunks", [(8, 8), (9, 11)], ids=["halves", "pieces"])
 def test_resume_recomputes_missing_levels_from_the_mosaic_not_the_file(
-    oracle_pyramid, tmp_path, client, tiles, chunks
+    oracle_pyramid, stop_after, tmp_path, client, tiles, chunks
 ):
-    class Stop(Exception):
-        pass
-
-    def stop_after(n):
-        def progress(done, total):
-            if done >= n:
-                raise Stop
-
-        return progress
-
+    Stop = stop_after.error
     mosaic = _mosaic(tiles)
     out = tmp_path / "m.h5"
     with pytest.raises(Stop):
