@@ -28,7 +28,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from lazystitch.errors import ConfigError, OutputExistsError
+from lazystitch.errors import ConfigError
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._commit import BackgroundWriter, ChunkFile
 from lazystitch.writers._files import (
@@ -227,9 +227,8 @@ def write_hdf5(
     data_path = fmt.data_path(out)
     inputs_ = [Path(p) for p in inputs]
     companions = fmt.companions(out)
-    for c in companions:
-        if c.exists() and not overwrite and not resume:
-            raise OutputExistsError(f"{c} exists; pass --overwrite to replace it")
+    for c in companions:  # the same checks as the data file (an input? a folder? clobber?)
+        check_output(c, overwrite=overwrite, resume=resume, inputs=inputs_)
     paths = check_output(data_path, overwrite=overwrite, resume=resume, inputs=inputs_)
     chunks = storage_chunks(tuple(mosaic.shape), chunks)
     check_chunk_count(tuple(mosaic.shape), chunks, mosaic.dtype.itemsize)

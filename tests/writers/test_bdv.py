@@ -93,7 +93,7 @@ def test_bdv_refuses_what_bigdataviewer_cannot_read(tmp_path):
 def test_bdv_never_overwrites_an_xml_it_was_not_asked_to(tmp_path, client):
     (tmp_path / "m.xml").write_text("<mine/>")
     mosaic = da.zeros((40, 40), dtype=np.uint16, chunks=20)
-    with pytest.raises(OutputExistsError, match=r"m\.xml exists"):
+    with pytest.raises(OutputExistsError, match=r"m\.xml already exists"):
         write_hdf5(mosaic, tmp_path / "m.xml")
     assert (tmp_path / "m.xml").read_text() == "<mine/>" and not (tmp_path / "m.h5").exists()
     write_hdf5(mosaic, tmp_path / "m.xml", overwrite=True)
