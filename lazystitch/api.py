@@ -215,7 +215,12 @@ def _build(config: StitchConfig, tiles: TileSet, layout: Layout) -> LazyMosaic:
     if registration is not None:
         layout = registration.layout
     plan = plan_fusion(layout)
-    mosaic = fuse(tiles, layout, blend=config.fusion.blend, plan=plan)
+    # blocks of 2 x 2 storage chunks: the writer stores each chunk straight from its block,
+    # and makes pyramid level 1's chunk under a block from the block alone
+    out = config.output
+    chunks = storage_chunks((*tiles.shape[:-2], *plan.mosaic_yx), out.chunks if out else None)
+    block = (2 * chunks[-2], 2 * chunks[-1])
+    mosaic = fuse(tiles, layout, blend=config.fusion.blend, plan=plan, chunks=block)
     return LazyMosaic(config, tiles, layout, plan, mosaic, registration)
 
 

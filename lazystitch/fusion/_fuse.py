@@ -1,201 +1,160 @@
-"""Fusion: the tile grid through ``dask.array.map_overlap`` into one lazy mosaic."""
+"""Fusion: each block of the mosaic blended straight from the parts of the tiles it covers.
+
+The mosaic is a dask array cut on a regular grid (the storage chunks, by default): one task per
+block reads the Y, X windows of the tiles that overlap it (only those strips of each file),
+copies the pixels one tile covers, and blends where tiles overlap. No task is shared between
+blocks, so no pixel is read or fused twice, whatever order the writer computes blocks in.
+
+Earlier the tiles went through ``dask.array.map_overlap`` (one block per tile, its halo
+concatenated from its eight neighbours) and the writer cut storage chunks out of those
+tile-shaped blocks. Measured on 14 x 14 tiles of 2048^2: ~20 tasks per tile, the halos'
+concatenation and the chunk cut-out copying every pixel twice, and, since a storage chunk
+straddles tile blocks, the writer's batches fused 1.46x and read 2.65x the pixels they needed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 
-from lazystitch.fusion._plan import FusionPlan, plan_fusion
+from lazystitch.fusion._plan import BlockIndex, FusionPlan, block_index, plan_fusion
 from lazystitch.fusion._weights import BlendMode, edge_ramp
 from lazystitch.io import TileSet
 from lazystitch.layout import Layout
 
-__all__ = ["fuse", "fuse_region", "resample_axis", "tile_grid_array"]
+__all__ = ["DEFAULT_BLOCK", "fuse", "fuse_block", "resample_axis"]
 
 _SUMMING = (BlendMode.linear, BlendMode.average)
 
-
-def tile_grid_array(tiles: TileSet, layout: Layout, plan: FusionPlan) -> da.Array:
-    """All tiles as one dask array whose blocks are the tiles in (compact) grid order.
-
-    Grid cells without a tile are zero blocks. Shape ``(..., rows * H, cols * W)``. The reads
-    form one graph layer (not one layer per tile, as ``da.block`` of ``from_delayed`` arrays
-    would give): optimising and culling a graph of 10,000 tiles then stays linear.
-    """
-    rows = sorted({r for r, _ in layout.keys})
-    cols = sorted({c for _, c in layout.keys})
-    present = set(layout.keys)
-    lead = (0,) * (len(tiles.shape) - 2)
-    name = "tiles-" + tokenize(tiles.fingerprint(), rows, cols, sorted(present), tiles.shape)
-    dsk: dict[Any, Any] = {
-        (name, *lead, i, j): (
-            tiles.read_task((r, c)) if (r, c) in present else (np.zeros, tiles.shape, tiles.dtype)
-        )
-        for i, r in enumerate(rows)
-        for j, c in enumerate(cols)
-    }
-    chunks = (
-        *((s,) for s in tiles.shape[:-2]),
-        (tiles.shape[-2],) * len(rows),
-        (tiles.shape[-1],) * len(cols),
-    )
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
-    return da.Array(graph, name, chunks, dtype=tiles.dtype)
-
-
-def _piece(a: int, depth: int, size: int) -> tuple[int, int, int]:
-    """For a neighbour at grid offset ``a`` in {-1, 0, 1}: the tile-coordinate range the
-    extended block holds of it, and the offset from tile to extended-block coordinates."""
-    if a < 0:
-        return size - depth, size, depth - size
-    if a == 0:
-        return 0, size, depth
-    return 0, depth, depth + size
-
+DEFAULT_BLOCK = (1024, 1024)
+"""Y, X size of the mosaic's blocks when :func:`fuse` is not told (the default storage chunk)."""
 
 STRIP_PX = 1 << 19
-"""Pixels per row strip in :func:`fuse_region`: bounds its float64 temporaries (~4 MB each)."""
+"""Pixels per row strip where tiles are blended: bounds the float64 temporaries (~4 MB)."""
 
 
-def fuse_region(
-    ext: np.ndarray,
+@dataclass(frozen=True)
+class _Part:
+    """The window a block reads of one tile: tile rows [r0, r1) x cols [c0, c1), held in
+    ``raw`` from (lo_r, lo_c) (one pixel earlier along an axis with a fraction)."""
+
+    py: int
+    px: int
+    fy: float
+    fx: float
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    lo_r: int
+    lo_c: int
+    raw: np.ndarray
+
+    def values(self, ra: int, rb: int, ca: int, cb: int) -> np.ndarray:
+        """The tile's pixels for tile rows [ra, rb) x cols [ca, cb), moved by its fractions."""
+        lo_r = ra if self.fy == 0 else max(ra - 1, 0)
+        lo_c = ca if self.fx == 0 else max(ca - 1, 0)
+        v = self.raw[..., lo_r - self.lo_r : rb - self.lo_r, lo_c - self.lo_c : cb - self.lo_c]
+        if self.fy:
+            v = resample_axis(v, self.fy, v.ndim - 2, first=ra == 0)
+        if self.fx:
+            v = resample_axis(v, self.fx, v.ndim - 1, first=ca == 0)
+        return v
+
+
+def _read_parts(
+    plan: FusionPlan, read: Callable, tiles: np.ndarray, y0: int, y1: int, x0: int, x1: int
+) -> list[_Part]:
+    (h, w), parts = plan.tile_yx, []
+    for t in tiles:
+        py, px = (int(v) for v in plan.positions[t])
+        fy, fx = (0.0, 0.0) if plan.fractions is None else (float(v) for v in plan.fractions[t])
+        r0, r1 = max(y0, py) - py, min(y1, py + h) - py
+        c0, c1 = max(x0, px) - px, min(x1, px + w) - px
+        lo_r = r0 - 1 if fy and r0 > 0 else r0
+        lo_c = c0 - 1 if fx and c0 > 0 else c0
+        raw = read(int(t), (slice(lo_r, r1), slice(lo_c, c1)))
+        parts.append(_Part(py, px, fy, fx, r0, r1, c0, c1, lo_r, lo_c, raw))
+    return parts
+
+
+def fuse_block(
     plan: FusionPlan,
-    blend: BlendMode | str,
-    block_id: tuple[int, ...],
+    index: BlockIndex,
+    read: Callable[[int, tuple[slice, slice]], np.ndarray],
+    blend: str,
+    lead: tuple[int, ...],
+    dtype: np.dtype,
+    block_id: tuple[int, ...] = (0, 0),
 ) -> np.ndarray:
-    """Compute the mosaic region owned by one grid cell from its extended block.
+    """Worker side: one block of the mosaic, from the windows of the tiles that overlap it.
+
+    The block is cut by the edges of those windows into rectangles each covered by one fixed
+    set of tiles. Where one tile covers a rectangle its pixels are copied (every blend mode
+    gives the tile's own value there, bit for bit); elsewhere the tiles are blended in
+    blending order, in row strips so that temporaries stay small whatever the block size.
+    Pixels no tile covers are 0.
 
     Parameters
     ----------
-    ext : ndarray of shape (..., H + 2*dy, W + 2*dx)
-        The cell's tile with ``plan.depth`` px of each neighbour around it (zeros outside the
-        grid), as ``map_overlap`` hands it over.
     plan : FusionPlan
+    index : BlockIndex
+        The mosaic's blocks and the tiles each overlaps.
+    read : callable(tile, (rows, cols)) -> ndarray
+        Reads a Y, X window of tile number ``tile`` of the plan (every plane).
     blend : {"linear", "average", "max", "first", "last"}
+    lead : tuple of int
+        The tiles' leading (z, c, t) axes, carried through.
+    dtype : numpy.dtype
     block_id : tuple of int
-        The block's index; the last two entries are the grid cell (i, j).
-
-    Returns
-    -------
-    ndarray of shape (..., region height, region width), the tiles' dtype
-
-    Notes
-    -----
-    Pixels that only the cell's own tile covers are copied from it (every blend mode gives the
-    tile's value there, bit for bit); the borders where tiles overlap are blended in row strips,
-    so temporaries stay small whatever the tile size. Every operation is per pixel, so neither
-    changes the result.
+        The block's index; the last two entries are its place on the Y, X grid.
     """
-    blend = BlendMode(blend)
+    mode = BlendMode(blend)
     i, j = block_id[-2], block_id[-1]
-    y0, y1 = int(plan.y_bounds[i]), int(plan.y_bounds[i + 1])
-    x0, x1 = int(plan.x_bounds[j]), int(plan.x_bounds[j + 1])
-    out = np.empty((*ext.shape[:-2], y1 - y0, x1 - x0), dtype=ext.dtype)
-    inner = _own_only(plan, i, j, y0, y1, x0, x1)
-    if inner is None:
-        windows = [(y0, y1, x0, x1)]
-    else:
-        iy0, iy1, ix0, ix1 = inner
-        (dy, dx), (py, px) = plan.depth, (int(v) for v in plan.positions[i, j])
-        out[..., iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = ext[
-            ..., iy0 - py + dy : iy1 - py + dy, ix0 - px + dx : ix1 - px + dx
-        ]
-        windows = [(y0, iy0, x0, x1), (iy1, y1, x0, x1), (iy0, iy1, x0, ix0), (iy0, iy1, ix1, x1)]
-    lead = int(np.prod(ext.shape[:-2], dtype=np.int64))
-    for wy0, wy1, wx0, wx1 in windows:
-        if wy0 >= wy1 or wx0 >= wx1:
+    y0, y1, x0, x1 = index.bounds(i, j)
+    out = np.zeros((*lead, y1 - y0, x1 - x0), dtype=dtype)
+    parts = _read_parts(plan, read, index.at(i, j), y0, y1, x0, x1)
+    if not parts:
+        return out
+    ys = np.unique([y0, y1, *(p.py + p.r0 for p in parts), *(p.py + p.r1 for p in parts)])
+    xs = np.unique([x0, x1, *(p.px + p.c0 for p in parts), *(p.px + p.c1 for p in parts)])
+    cover: dict[tuple[int, int], list[_Part]] = {}
+    for p in parts:  # in blending order
+        ia, ib = np.searchsorted(ys, [p.py + p.r0, p.py + p.r1])
+        ja, jb = np.searchsorted(xs, [p.px + p.c0, p.px + p.c1])
+        for a in range(int(ia), int(ib)):
+            for b in range(int(ja), int(jb)):
+                cover.setdefault((a, b), []).append(p)
+    acc_dtype = np.float64 if mode in _SUMMING or plan.fractions is not None else np.dtype(dtype)
+    for (a, b), ps in cover.items():
+        ra, rb, ca, cb = int(ys[a]), int(ys[a + 1]), int(xs[b]), int(xs[b + 1])
+        dst = (..., slice(ra - y0, rb - y0), slice(ca - x0, cb - x0))
+        if len(ps) == 1 and ps[0].fy == 0 and ps[0].fx == 0:
+            p = ps[0]
+            out[dst] = p.values(ra - p.py, rb - p.py, ca - p.px, cb - p.px)
             continue
-        step = max(1, STRIP_PX // max(1, (wx1 - wx0) * lead))
-        for s0 in range(wy0, wy1, step):
-            s1 = min(s0 + step, wy1)
-            out[..., s0 - y0 : s1 - y0, wx0 - x0 : wx1 - x0] = _fuse_window(
-                ext, plan, blend, i, j, s0, s1, wx0, wx1
-            )
+        step = max(1, STRIP_PX // max(1, (cb - ca) * math.prod(lead)))
+        for s0 in range(ra, rb, step):
+            s1 = min(s0 + step, rb)
+            acc = np.zeros((*lead, s1 - s0, cb - ca), dtype=acc_dtype)
+            weight = np.zeros((s1 - s0, cb - ca), dtype=np.float64)
+            for p in ps:
+                (h, w), r, c = plan.tile_yx, s0 - p.py, ca - p.px
+                vals = p.values(r, r + s1 - s0, c, c + cb - ca)
+                ramp_y, ramp_x = edge_ramp(h)[r : r + s1 - s0], edge_ramp(w)[c : c + cb - ca]
+                _accumulate(mode, acc, weight, (...,), vals, ramp_y, ramp_x)
+            out[..., s0 - y0 : s1 - y0, ca - x0 : cb - x0] = _finish(mode, acc, weight, dtype)
     return out
 
 
-def _neighbours(
-    plan: FusionPlan, i: int, j: int, *, centre: bool = False
-) -> Iterator[tuple[int, int, int, int, int, int]]:
-    """``(a, b, ti, tj, y, x)`` for each tile present in the 3x3 grid neighbourhood of (i, j)
-    (the cell itself only with ``centre``), in (row, col) order, which fixes blending order."""
-    n_rows, n_cols = plan.grid_shape
-    for a in (-1, 0, 1):
-        for b in (-1, 0, 1):
-            ti, tj = i + a, j + b
-            if (a, b) == (0, 0) and not centre:
-                continue
-            if 0 <= ti < n_rows and 0 <= tj < n_cols and plan.present[ti, tj]:
-                y, x = (int(v) for v in plan.positions[ti, tj])
-                yield a, b, ti, tj, y, x
-
-
-def _own_only(
-    plan: FusionPlan, i: int, j: int, y0: int, y1: int, x0: int, x1: int
-) -> tuple[int, int, int, int] | None:
-    """A rectangle of the region that cell (i, j)'s tile covers and no neighbour does."""
-    if not plan.present[i, j] or _fraction(plan, i, j) != (0.0, 0.0):
-        return None
-    (h, w), (py, px) = plan.tile_yx, (int(v) for v in plan.positions[i, j])
-    ey0, ey1, ex0, ex1 = max(y0, py), min(y1, py + h), max(x0, px), min(x1, px + w)
-    for a, b, _, _, ny, nx in _neighbours(plan, i, j):
-        # drop the rows (columns) that a neighbour above/below (left/right) may cover
-        if a < 0:
-            ey0 = max(ey0, ny + h)
-        elif a > 0:
-            ey1 = min(ey1, ny)
-        if b < 0:
-            ex0 = max(ex0, nx + w)
-        elif b > 0:
-            ex1 = min(ex1, nx)
-    return (ey0, ey1, ex0, ex1) if ey0 < ey1 and ex0 < ex1 else None
-
-
-def _fuse_window(
-    ext: np.ndarray,
-    plan: FusionPlan,
-    blend: BlendMode,
-    i: int,
-    j: int,
-    y0: int,
-    y1: int,
-    x0: int,
-    x1: int,
-) -> np.ndarray:
-    """Blend the mosaic window [y0, y1) x [x0, x1) of cell (i, j) from its extended block."""
-    (h, w), (dy, dx) = plan.tile_yx, plan.depth
-    out_shape = (*ext.shape[:-2], y1 - y0, x1 - x0)
-    # blending sums in float64; the selecting modes keep the tiles' dtype unless interpolating
-    acc_dtype = np.float64 if blend in _SUMMING or plan.fractions is not None else ext.dtype
-    acc = np.zeros(out_shape, dtype=acc_dtype)
-    weight = np.zeros(out_shape[-2:], dtype=np.float64)  # sum of weights, or coverage count
-    for a, b, ti, tj, py, px in _neighbours(plan, i, j, centre=True):
-        # the tile's intersection with the window, in tile coordinates
-        r0, r1 = max(y0, py) - py, min(y1, py + h) - py
-        c0, c1 = max(x0, px) - px, min(x1, px + w) - px
-        if r0 >= r1 or c0 >= c1:
-            continue
-        lo_r, hi_r, off_r = _piece(a, dy, h)
-        lo_c, hi_c, off_c = _piece(b, dx, w)
-        if r0 < lo_r or r1 > hi_r or c0 < lo_c or c1 > hi_c:  # plan_fusion prevents this
-            raise AssertionError(f"tile at grid ({ti}, {tj}) is outside the halo of ({i}, {j})")
-        fy, fx = _fraction(plan, ti, tj)
-        vals = _sample(ext, (r0, r1, off_r, fy), (c0, c1, off_c, fx))
-        sl = (..., slice(py + r0 - y0, py + r1 - y0), slice(px + c0 - x0, px + c1 - x0))
-        _accumulate(blend, acc, weight, sl, vals, edge_ramp(h)[r0:r1], edge_ramp(w)[c0:c1])
-    return _finish(blend, acc, weight, ext.dtype)
-
-
-def _fraction(plan: FusionPlan, i: int, j: int) -> tuple[float, float]:
-    if plan.fractions is None:
-        return (0.0, 0.0)
-    return float(plan.fractions[i, j, 0]), float(plan.fractions[i, j, 1])
+def _edges(size: int, step: int) -> np.ndarray:
+    return np.unique(np.minimum(np.arange(0, size + step, step), size))
 
 
 def resample_axis(v: np.ndarray, frac: float, axis: int, first: bool) -> np.ndarray:
@@ -213,24 +172,6 @@ def resample_axis(v: np.ndarray, frac: float, axis: int, first: bool) -> np.ndar
     cur = np.take(v, np.arange(1, n), axis=axis).astype(np.float64)
     prev = np.take(v, np.arange(0, n - 1), axis=axis).astype(np.float64)
     return (1.0 - frac) * cur + frac * prev
-
-
-def _sample(
-    ext: np.ndarray, rows: tuple[int, int, int, float], cols: tuple[int, int, int, float]
-) -> np.ndarray:
-    """Tile rows [r0, r1) x cols [c0, c1) of a tile held in ``ext`` at offsets (off_r, off_c),
-    moved by its sub-pixel fractions (fy, fx)."""
-    (r0, r1, off_r, fy), (c0, c1, off_c, fx) = rows, cols
-    if fy == 0 and fx == 0:
-        return ext[..., r0 + off_r : r1 + off_r, c0 + off_c : c1 + off_c]
-    lo_r = r0 if fy == 0 else max(r0 - 1, 0)
-    lo_c = c0 if fx == 0 else max(c0 - 1, 0)
-    v = ext[..., lo_r + off_r : r1 + off_r, lo_c + off_c : c1 + off_c]
-    if fy:
-        v = resample_axis(v, fy, v.ndim - 2, first=r0 == 0)
-    if fx:
-        v = resample_axis(v, fx, v.ndim - 1, first=c0 == 0)
-    return v
 
 
 def _accumulate(
@@ -286,6 +227,7 @@ def fuse(
     *,
     blend: BlendMode | str = BlendMode.linear,
     plan: FusionPlan | None = None,
+    chunks: tuple[int, int] | None = None,
 ) -> da.Array:
     """Fuse tiles into one lazy mosaic.
 
@@ -299,17 +241,16 @@ def fuse(
         How overlaps are combined (see :class:`BlendMode`).
     plan : FusionPlan, optional
         From :func:`plan_fusion`; computed from ``layout`` when omitted.
+    chunks : (int, int), optional
+        Y, X size of the mosaic's blocks (default :data:`DEFAULT_BLOCK`): give the storage
+        chunks (or a multiple), so that each stored chunk is one block.
 
     Returns
     -------
     dask.array.Array of shape (..., mosaic height, mosaic width)
-        Chunked by the regions each grid cell owns; nothing is computed. Pixels no tile covers
-        are 0. Integer results are rounded to nearest.
-
-    Raises
-    ------
-    LayoutError
-        If the positions deviate from a grid more than fusion supports.
+        One task per block, reading only the tile windows it covers; nothing is computed.
+        Leading axes are whole in every block. Pixels no tile covers are 0. Integer results
+        are rounded to nearest.
     """
     blend = BlendMode(blend)
     missing = [k for k in layout.keys if k not in tiles.headers]
@@ -318,21 +259,38 @@ def fuse(
     if tuple(tiles.tile_yx) != tuple(layout.tile_yx):
         raise ValueError(f"tiles are {tiles.tile_yx} px but the layout says {layout.tile_yx}")
     plan = plan_fusion(layout) if plan is None else plan
-    grid = tile_grid_array(tiles, layout, plan)
-    lead = len(tiles.shape) - 2
-    depth = dict.fromkeys(range(lead), 0) | {lead: plan.depth[0], lead + 1: plan.depth[1]}
-    out_chunks = tuple((int(s),) for s in tiles.shape[:-2]) + plan.region_chunks
-    plan_key = dask.delayed(plan, pure=True)
-    return da.map_overlap(
-        fuse_region,
-        grid,
-        depth=depth,
-        boundary=0,
-        trim=False,
+    cy, cx = DEFAULT_BLOCK if chunks is None else (int(c) for c in chunks[-2:])
+    if cy < 1 or cx < 1:
+        raise ValueError(f"fusion blocks must be at least 1 x 1 px, got {chunks}")
+    (mh, mw), lead = plan.mosaic_yx, tuple(int(s) for s in tiles.shape[:-2])
+    index = block_index(plan, _edges(mh, cy), _edges(mw, cx))
+    read = tiles.region_reader(plan.keys)
+    out_chunks = (
+        *((s,) for s in lead),
+        tuple(np.diff(index.y_edges).tolist()),
+        tuple(np.diff(index.x_edges).tolist()),
+    )
+    token = tokenize(tiles.fingerprint(), plan.keys, plan.positions, plan.fractions, blend.value)
+    shared = dask.delayed((plan, index, read), pure=True, name=f"fusion-plan-{token}")
+    return da.map_blocks(
+        _block,
+        shared,
         chunks=out_chunks,
         dtype=tiles.dtype,
         meta=np.empty((0,) * len(tiles.shape), dtype=tiles.dtype),
-        plan=plan_key,
         blend=blend.value,
-        name=f"fuse-{tokenize(grid.name, plan, blend.value)}",
+        lead=lead,
+        out_dtype=np.dtype(tiles.dtype),
+        name=f"fuse-{token}-{cy}x{cx}",
     )
+
+
+def _block(
+    shared: tuple[FusionPlan, BlockIndex, Callable],
+    blend: str,
+    lead: tuple[int, ...],
+    out_dtype: np.dtype,
+    block_id: tuple[int, ...] = (0, 0),
+) -> np.ndarray:
+    plan, index, read = shared
+    return fuse_block(plan, index, read, blend, lead, out_dtype, block_id)

@@ -1,4 +1,4 @@
-"""Who owns which part of the mosaic, and how much of its neighbours each tile must see."""
+"""Where each tile lands in the mosaic, and which tiles each block of the mosaic reads."""
 
 from __future__ import annotations
 
@@ -6,151 +6,105 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lazystitch.errors import LayoutError
+from lazystitch._typing import TileKey
 from lazystitch.layout import Layout
 
-__all__ = ["FusionPlan", "plan_fusion"]
+__all__ = ["BlockIndex", "FusionPlan", "block_index", "plan_fusion"]
 
 
 @dataclass(frozen=True)
 class FusionPlan:
-    """The output partition used by fusion.
-
-    The tiles are arranged on a compact grid (the distinct rows and columns that have tiles).
-    Grid cell (i, j) owns the mosaic region ``[y_bounds[i], y_bounds[i+1]) x
-    [x_bounds[j], x_bounds[j+1])`` and computes it from its own tile and the edges of its eight
-    neighbours, ``depth`` px deep along (Y, X).
+    """The tiles' placement in mosaic pixels, in blending order.
 
     Attributes
     ----------
-    grid_shape : (int, int)
-    present : ndarray of bool, shape grid_shape
-        Whether a tile exists in each grid cell.
-    positions : ndarray of int64, shape grid_shape + (2,)
-        Each present tile's top-left (y, x) in mosaic pixels (0 where absent).
-    y_bounds, x_bounds : ndarray of int64
-        Region boundaries; ``y_bounds[0] == 0`` and ``y_bounds[-1]`` is the mosaic height.
-    depth : (int, int)
-        Halo each block needs from its neighbours along Y and X (one more pixel along an axis
-        where a tile sits between pixels: interpolation reads the pixel before).
+    keys : tuple of (int, int)
+        The tiles' (row, col), sorted: the order in which overlapping tiles are blended (which
+        fixes float rounding and decides the ``first``/``last`` modes).
+    positions : ndarray of int64, shape (n_tiles, 2)
+        Each tile's top-left (y, x) in whole mosaic pixels (the floor of its position, shifted
+        so the smallest is 0).
+    fractions : ndarray of float64, shape (n_tiles, 2), or None
+        The sub-pixel part of each position (interpolated by fusion); None when all are whole.
     tile_yx : (int, int)
-    fractions : ndarray of float64, shape grid_shape + (2,), or None
-        Sub-pixel part of each tile's position; None when every position is whole.
+    mosaic_yx : (int, int)
     """
 
-    grid_shape: tuple[int, int]
-    present: np.ndarray
+    keys: tuple[TileKey, ...]
     positions: np.ndarray
-    y_bounds: np.ndarray
-    x_bounds: np.ndarray
-    depth: tuple[int, int]
+    fractions: np.ndarray | None
     tile_yx: tuple[int, int]
-    fractions: np.ndarray | None = None
-    """Sub-pixel part (y, x) of each cell's position, shape grid_shape + (2,); None if whole."""
-
-    @property
-    def mosaic_yx(self) -> tuple[int, int]:
-        return int(self.y_bounds[-1]), int(self.x_bounds[-1])
-
-    @property
-    def region_chunks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        return tuple(np.diff(self.y_bounds).tolist()), tuple(np.diff(self.x_bounds).tolist())
-
-
-def _compact(labels: np.ndarray) -> tuple[np.ndarray, int]:
-    uniq = np.unique(labels)
-    return np.searchsorted(uniq, labels), len(uniq)
-
-
-def _bounds(index: np.ndarray, start: np.ndarray, size: int, n: int, total: int) -> np.ndarray:
-    """Boundaries between consecutive grid rows (or cols): the middle of their mean overlap."""
-    bounds = np.zeros(n + 1, dtype=np.int64)
-    bounds[n] = total
-    mean_start = np.array([start[index == k].mean() for k in range(n)])
-    for k in range(1, n):
-        prev_end = mean_start[k - 1] + size
-        bounds[k] = int(np.floor((prev_end + mean_start[k]) / 2))
-    return bounds
-
-
-def _axis_depth(
-    index: np.ndarray, start: np.ndarray, size: int, bounds: np.ndarray, axis: str
-) -> int:
-    """Halo depth needed along one axis; raise if a tile reaches past its neighbours' regions."""
-    n = len(bounds) - 1
-    end = start + size
-    # regions each tile touches: first and last region index
-    first = np.searchsorted(bounds, start, side="right") - 1
-    last = np.searchsorted(bounds, end, side="left") - 1
-    first = np.clip(first, 0, n - 1)
-    last = np.clip(last, 0, n - 1)
-    bad = (first < index - 1) | (last > index + 1)
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise LayoutError(
-            f"a tile in grid {axis} {int(index[k])} (at {axis.lower()}={int(start[k])}) reaches "
-            f"past the regions of its neighbouring {axis}s: positions deviate from a grid by "
-            f"more than this design supports (at most about one tile step, and never beyond "
-            f"the next row/column); check the positions file"
-        )
-    need_lo = np.where(first < index, bounds[np.minimum(index, n)] - start, 0)
-    need_hi = np.where(last > index, end - bounds[np.minimum(index + 1, n)], 0)
-    depth = int(max(need_lo.max(initial=0), need_hi.max(initial=0)))
-    if depth > size:
-        raise LayoutError(
-            f"tiles overlap their neighbours along {axis} by up to {depth} px, more than the tile "
-            f"size ({size} px); the positions are not a grid this design can fuse"
-        )
-    return depth
+    mosaic_yx: tuple[int, int]
 
 
 def plan_fusion(layout: Layout) -> FusionPlan:
-    """Partition the mosaic among the grid cells and work out the halo depth.
-
-    Raises
-    ------
-    LayoutError
-        If tiles deviate from the grid so far that a tile would contribute to a region that is
-        not owned by itself or one of its eight grid neighbours, or regions would be empty.
-    """
-    keys = np.array(layout.keys, dtype=np.int64).reshape(-1, 2)
-    pos = layout.pixel_positions
-    h, w = layout.tile_yx
-    gi, n_rows = _compact(keys[:, 0])
-    gj, n_cols = _compact(keys[:, 1])
-    mh, mw = layout.mosaic_yx
-    y_bounds = _bounds(gi, pos[:, 0], h, n_rows, mh)
-    x_bounds = _bounds(gj, pos[:, 1], w, n_cols, mw)
-    for bounds, axis in ((y_bounds, "row"), (x_bounds, "column")):
-        if np.any(np.diff(bounds) <= 0):
-            k = int(np.argmax(np.diff(bounds) <= 0))
-            raise LayoutError(
-                f"grid {axis}s {k - 1} and {k} overlap so much (or are out of order) that the "
-                f"{axis} {k} owns no part of the mosaic; check the positions and the row/col "
-                "labels"
-            )
-    dy = _axis_depth(gi, pos[:, 0], h, y_bounds, "Row")
-    dx = _axis_depth(gj, pos[:, 1], w, x_bounds, "Column")
-    present = np.zeros((n_rows, n_cols), dtype=bool)
-    present[gi, gj] = True
-    positions = np.zeros((n_rows, n_cols, 2), dtype=np.int64)
-    positions[gi, gj] = pos
+    """The placement of a layout's tiles. Any positions fuse: a tile's pixels go wherever its
+    position puts them, whatever its grid neighbours do."""
     frac = layout.fractions
-    fractions = None
-    if np.any(frac > 0):
-        fractions = np.zeros((n_rows, n_cols, 2))
-        fractions[gi, gj] = frac
-        dy += int(np.any(frac[:, 0] > 0))
-        dx += int(np.any(frac[:, 1] > 0))
-        if dy > h or dx > w:
-            raise LayoutError("tiles overlap their neighbours by (almost) a whole tile")
     return FusionPlan(
-        grid_shape=(n_rows, n_cols),
-        present=present,
-        positions=positions,
-        y_bounds=y_bounds,
-        x_bounds=x_bounds,
-        depth=(dy, dx),
-        tile_yx=(h, w),
-        fractions=fractions,
+        keys=tuple(layout.keys),
+        positions=np.asarray(layout.pixel_positions, dtype=np.int64),
+        fractions=np.array(frac, dtype=np.float64) if np.any(frac > 0) else None,
+        tile_yx=(int(layout.tile_yx[0]), int(layout.tile_yx[1])),
+        mosaic_yx=(int(layout.mosaic_yx[0]), int(layout.mosaic_yx[1])),
+    )
+
+
+@dataclass(frozen=True)
+class BlockIndex:
+    """Which tiles overlap each block of a mosaic cut on a grid of Y and X edges.
+
+    Block ``(i, j)`` covers ``[y_edges[i], y_edges[i+1]) x [x_edges[j], x_edges[j+1])``; the
+    tiles overlapping it are ``tiles[starts[b]:starts[b+1]]`` with ``b = i * n_x + j``, indices
+    into the plan's tiles in blending order.
+    """
+
+    y_edges: np.ndarray
+    x_edges: np.ndarray
+    starts: np.ndarray
+    tiles: np.ndarray
+
+    def at(self, i: int, j: int) -> np.ndarray:
+        b = i * (len(self.x_edges) - 1) + j
+        return self.tiles[self.starts[b] : self.starts[b + 1]]
+
+    def bounds(self, i: int, j: int) -> tuple[int, int, int, int]:
+        """``(y0, y1, x0, x1)`` of block ``(i, j)``."""
+        ye, xe = self.y_edges, self.x_edges
+        return int(ye[i]), int(ye[i + 1]), int(xe[j]), int(xe[j + 1])
+
+
+def _spans(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For intervals [lo, hi): the first block and one past the last block they touch."""
+    n = len(edges) - 1
+    first = np.clip(np.searchsorted(edges, lo, side="right") - 1, 0, n)
+    stop = np.clip(np.searchsorted(edges, hi, side="left"), 0, n)
+    return first, stop
+
+
+def block_index(plan: FusionPlan, y_edges: np.ndarray, x_edges: np.ndarray) -> BlockIndex:
+    """Index the tiles by the blocks they overlap (each tile's few blocks, not every pair)."""
+    h, w = plan.tile_yx
+    pos = plan.positions
+    fy, sy = _spans(y_edges, pos[:, 0], pos[:, 0] + h)
+    fx, sx = _spans(x_edges, pos[:, 1], pos[:, 1] + w)
+    nx = len(x_edges) - 1
+    blocks, tiles = [], []
+    for t in range(len(pos)):
+        bi, bj = np.meshgrid(np.arange(fy[t], sy[t]), np.arange(fx[t], sx[t]), indexing="ij")
+        blocks.append((bi * nx + bj).ravel())
+        tiles.append(np.full(bi.size, t, dtype=np.int64))
+    n_blocks = (len(y_edges) - 1) * nx
+    if blocks:
+        b_all, t_all = np.concatenate(blocks), np.concatenate(tiles)
+    else:
+        b_all = t_all = np.zeros(0, dtype=np.int64)
+    order = np.lexsort((t_all, b_all))  # by block, then by tile: blending order in each
+    starts = np.zeros(n_blocks + 1, dtype=np.int64)
+    np.cumsum(np.bincount(b_all, minlength=n_blocks), out=starts[1:])
+    return BlockIndex(
+        np.asarray(y_edges, dtype=np.int64),
+        np.asarray(x_edges, dtype=np.int64),
+        starts,
+        t_all[order],
     )

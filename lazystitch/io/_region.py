@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import mmap
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import tifffile
 
 from lazystitch._typing import Shape
+from lazystitch.errors import TileError
 from lazystitch.io._tiff import check_unchanged, reading
 
-__all__ = ["read_tiff_region"]
+__all__ = ["RegionReader", "read_tiff_region"]
 
 Window = tuple[slice, slice]
+
+
+@dataclass(frozen=True)
+class RegionReader:
+    """Reads Y, X windows of a fixed list of tiles, by their place in the list.
+
+    A picklable recipe (paths, shape and dtype; never an open file): fusion's block tasks call
+    it on the workers, each opening only the files and reading only the strips it needs.
+    """
+
+    paths: tuple[str, ...]
+    shape: Shape
+    dtype: np.dtype
+
+    def __call__(self, index: int, window: Window) -> np.ndarray:
+        return read_tiff_region(self.paths[index], self.shape, self.dtype, window)[0]
 
 
 def read_tiff_region(
@@ -29,7 +49,9 @@ def read_tiff_region(
     """
     y, x = (s.indices(n) for s, n in zip(window, shape[-2:], strict=True))
     out_shape = (*shape[:-2], y[1] - y[0], x[1] - x[0])
-    with reading(path), tifffile.TiffFile(path) as tif:
+    # an open file object: tifffile then resolves no path (measured: 0.3 ms an open), and its
+    # descriptor maps the pixels of uncompressed pages
+    with reading(path), open(path, "rb") as fh, tifffile.TiffFile(fh) as tif:
         series = tif.series[0]
         pages = list(series.pages)
         check_unchanged(path, shape, dtype, series)
@@ -42,24 +64,55 @@ def read_tiff_region(
             return np.ascontiguousarray(whole[..., window[0], window[1]]), read
         out = np.empty((planes, *out_shape[-2:]), dtype)
         read = 0
-        for i, page in enumerate(pages):
-            read += _page_window(tif, page, (slice(*y[:2]), slice(*x[:2])), out[i])
+        with _Mapping(fh, path) as mapped:
+            for i, page in enumerate(pages):
+                win = (slice(*y[:2]), slice(*x[:2]))
+                read += _page_window(tif, page, win, out[i], mapped)
     return out.reshape(out_shape), read
 
 
-def _page_window(tif: tifffile.TiffFile, page: tifffile.TiffPage, window: Window, out) -> int:
+class _Mapping:
+    """The file mapped read-only on first use (a page cache copy of only the window's bytes,
+    where ``read`` would copy whole rows), unmapped on exit."""
+
+    def __init__(self, fh, path: str | os.PathLike) -> None:
+        self.fh, self.path = fh, path
+        self._map: mmap.mmap | None = None
+
+    def __enter__(self) -> _Mapping:
+        return self
+
+    def array(self, offset: int, dtype: np.dtype, shape: tuple[int, int]) -> np.ndarray:
+        nbytes = math.prod(shape) * dtype.itemsize
+        if self._map is None:
+            size = os.fstat(self.fh.fileno()).st_size
+            if offset + nbytes > size:  # mapped bytes past the end would kill the process
+                raise TileError(f"tile file {self.path} was truncated after it was checked")
+            self._map = mmap.mmap(self.fh.fileno(), 0, access=mmap.ACCESS_READ)
+        if offset + nbytes > len(self._map):
+            raise TileError(f"tile file {self.path} was truncated after it was checked")
+        return np.frombuffer(self._map, dtype, math.prod(shape), offset).reshape(shape)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._map is not None:
+            # an error may leave an array over the map: it is unmapped when that goes
+            with contextlib.suppress(BufferError):
+                self._map.close()
+
+
+def _page_window(
+    tif: tifffile.TiffFile, page: tifffile.TiffPage, window: Window, out, mapped: _Mapping
+) -> int:
     """Fill ``out`` with ``window`` of a 2-D page; the bytes read."""
     (y0, y1), (x0, x1) = (window[0].start, window[0].stop), (window[1].start, window[1].stop)
     h, w = page.shape
     if page.is_contiguous and page.compression == 1 and page.fillorder == 1:
         assert page.dtype is not None  # a contiguous page has one
-        row = w * page.dtype.itemsize
-        fh = tif.filehandle
-        fh.seek(page.dataoffsets[0] + y0 * row)
-        raw = fh.read((y1 - y0) * row)
-        rows = np.frombuffer(raw, np.dtype(page.dtype).newbyteorder(tif.byteorder))
-        out[...] = rows.reshape(y1 - y0, w)[:, x0:x1]
-        return len(raw)
+        dt = np.dtype(page.dtype).newbyteorder(tif.byteorder)
+        pixels = mapped.array(int(page.dataoffsets[0]), dt, (h, w))
+        out[...] = pixels[y0:y1, x0:x1]
+        del pixels  # the mapping closes only when no array uses it
+        return (y1 - y0) * w * dt.itemsize
     (ch, cw), chunked = page.chunks[-2:], page.chunked
     if (
         page.samplesperpixel != 1

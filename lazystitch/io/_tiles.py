@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ from dask.delayed import Delayed
 from lazystitch._typing import Shape, TileKey
 from lazystitch.errors import TileError
 from lazystitch.io._pattern import tile_paths
-from lazystitch.io._region import read_tiff_region
+from lazystitch.io._region import RegionReader, read_tiff_region
 from lazystitch.io._tiff import TiffHeader, read_tiff, tiff_header
 
 __all__ = ["TileSet", "open_tiles", "open_tiles_pattern"]
@@ -49,10 +49,10 @@ class TileSet:
     def tile_yx(self) -> tuple[int, int]:
         return int(self.shape[-2]), int(self.shape[-1])
 
-    def read_task(self, key: TileKey) -> tuple:
-        """The task (a tuple of ``read_tiff`` and its arguments) that reads the tile at ``key``,
-        for graphs that hold many tiles in one layer (see ``fusion.tile_grid_array``)."""
-        return (read_tiff, str(self.headers[key].path), self.shape, self.dtype)
+    def region_reader(self, keys: Sequence[TileKey]) -> RegionReader:
+        """A picklable reader of Y, X windows of the tiles ``keys``, called with a tile's place
+        in ``keys``: what tasks that read many tiles carry (see ``fusion.fuse``)."""
+        return RegionReader(tuple(str(self.headers[k].path) for k in keys), self.shape, self.dtype)
 
     def dask_tile(self, key: TileKey) -> da.Array:
         """The tile at ``key`` as a one-chunk dask array (a ``dask.delayed`` TIFF read)."""

@@ -7,8 +7,7 @@ import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lazystitch.errors import LayoutError
-from lazystitch.fusion import fuse, plan_fusion
+from lazystitch.fusion import fuse
 from lazystitch.io import open_tiles, open_tiles_pattern
 from lazystitch.layout import Layout, grid_layout, positions_from_csv
 from lazystitch.testing import make_tiles, reference_stitch
@@ -187,13 +186,23 @@ def test_deviation_of_half_the_overlap_is_supported(tmp_path):
     np.testing.assert_array_equal(got, reference_stitch(s.tiles, s.positions, "linear"))
 
 
-def test_too_large_deviation_is_a_clear_error():
-    # tile (0, 1) is pushed right past its neighbour (0, 2) into the region of (0, 3)
+@pytest.mark.parametrize("blend", BLENDS)
+def test_a_tile_far_off_its_grid_place_fuses_where_its_position_puts_it(tmp_path, blend):
+    # tile (0, 1) is pushed right past its neighbour (0, 2), over (0, 3): what a grid-based
+    # fusion (each tile blended only with its eight grid neighbours) could not do
+    rng = np.random.default_rng(3)
     keys = ((0, 0), (0, 1), (0, 2), (0, 3))
-    pos = np.array([[0, 0], [0, 250], [0, 180], [0, 270]], float)
-    lay = Layout(keys=keys, positions=pos, tile_yx=(100, 100), kind="positions")
-    with pytest.raises(LayoutError, match=r"deviate from a grid|owns no part"):
-        plan_fusion(lay)
+    pos = {(0, 0): (0.0, 0.0), (0, 1): (6.0, 250.0), (0, 2): (0.0, 180.0), (0, 3): (3.0, 270.0)}
+    tiles, paths = {}, {}
+    for k in keys:
+        tiles[k] = rng.integers(0, 60000, (40, 100)).astype(np.uint16)
+        paths[k] = tmp_path / f"t{k[1]}.tif"
+        tifffile.imwrite(paths[k], tiles[k])
+    lay = Layout(keys=keys, positions=np.array([pos[k] for k in keys]), tile_yx=(40, 100),
+                 kind="positions")  # fmt: skip
+    for chunks in [(16, 64), (7, 33), (1024, 1024)]:
+        got = fuse(open_tiles(paths), lay, blend=blend, chunks=chunks).compute(scheduler="sync")
+        np.testing.assert_array_equal(got, reference_stitch(tiles, pos, blend))
 
 
 def test_rows_out_of_geometric_order_still_fuse_exactly(tmp_path):
