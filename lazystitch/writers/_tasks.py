@@ -154,6 +154,40 @@ def _piece_encode_half(
     return (*encode(block, codec, chunks), half)
 
 
+def _mean_encode_half(
+    parts: list[np.ndarray],
+    src: list[tuple[slice, ...]],
+    dst: list[tuple[slice, ...]],
+    shape: tuple[int, ...],
+    codec: ChunkCodec | None,
+    chunks: tuple[int, ...],
+    half: bool,
+) -> tuple[Any, int, int, np.ndarray | None]:
+    """Worker side: a level-1 chunk as the block mean of the mosaic block under it, encoded
+    (``codec`` None: only its half is needed), with its own block mean (``half``) for the
+    writing process to build level 2 from."""
+    level1 = block_mean(_assemble(parts, src, dst, shape))
+    next_half = block_mean(level1) if half else None
+    if codec is None:
+        return b"", 0, 0, next_half
+    return (*encode(level1, codec, chunks), next_half)
+
+
+def _one_source_each(arrays: list[ArraySpec], edges: list[np.ndarray]) -> bool:
+    """Whether every level-1 chunk lies in one block of the mosaic (blocks of twice the
+    chunks, as ``fuse`` cuts them when asked)."""
+    if len(arrays) < 2:
+        return False
+    spec = arrays[1]
+    nd = len(spec.shape)
+    for d in range(nd):
+        scale = 1 if d < nd - 2 else 2
+        ends = [min(b * scale, arrays[0].shape[d]) for b in _chunk_edges(spec)[d]]
+        if not set(ends) <= {int(e) for e in edges[d]}:
+            return False
+    return True
+
+
 def _overlaps(edges: np.ndarray, lo: int, hi: int) -> list[tuple[int, slice, slice]]:
     """Blocks (with these edges) that overlap [lo, hi): (block, slice in block, slice in out)."""
     first = int(np.searchsorted(edges, lo, side="right")) - 1
@@ -184,11 +218,15 @@ def _chunk_edges(spec: ArraySpec) -> list[np.ndarray]:
 
 
 def needed_units(
-    arrays: list[ArraySpec], skip: set[Unit], level0_edges: list[np.ndarray] | None = None
+    arrays: list[ArraySpec],
+    skip: set[Unit],
+    level0_edges: list[np.ndarray] | None = None,
+    level1_from_blocks: bool = False,
 ) -> tuple[list[set[ChunkIndex]], list[set[ChunkIndex]], list[dict]]:
     """Per level: the chunks to write (not in ``skip``), the chunks whose pixels a coarser
     chunk to write is made from, and each chunk's sources ``(blocks, src, dst, region)`` in
-    the level above (level 0: in the blocks with ``level0_edges``, if given).
+    the level above (level 0: in the blocks with ``level0_edges``, if given; level 1 too,
+    with ``level1_from_blocks``, in level-0 pixels).
 
     A chunk that a needed coarser one is made from is needed even when it is skipped itself:
     a resumed run recomputes a coarse chunk from its finer pieces, not from the output.
@@ -206,6 +244,9 @@ def needed_units(
                 break
             edges = level0_edges
             scale, src_shape = 1, spec.shape
+        elif k == 1 and level1_from_blocks:
+            assert level0_edges is not None
+            edges, scale, src_shape = level0_edges, 2, arrays[0].shape
         else:
             edges = _chunk_edges(arrays[k - 1])
             scale, src_shape = 2, arrays[k - 1].shape
@@ -220,7 +261,7 @@ def needed_units(
             blocks, src, dst = _sources(edges, slo, shi)
             region = tuple(b - a for a, b in zip(slo, shi, strict=True))
             sources[k][idx] = (blocks, src, dst, region)
-            if k > 0:
+            if k > 1 or (k == 1 and not level1_from_blocks):
                 need_piece[k - 1].update(blocks)
     return wanted, need_piece, sources
 
@@ -231,14 +272,18 @@ def level0_graph(
     codec: ChunkCodec,
     skip: set[Unit],
 ) -> tuple[HighLevelGraph, list[UnitTask], list[set[ChunkIndex]], list[set[ChunkIndex]]]:
-    """Tasks for level 0 only, each returning ``(bytes, mask, crc, half)``: the writing
-    process builds the coarser levels from the halves (see ``_pyramid``). A level-0 chunk
-    that is skipped but needed for a coarser chunk is computed for its half alone
-    (``UnitTask.write`` False). Returns the graph, the tasks, and per level the chunks to
-    write and the chunks needed for coarser ones.
+    """Tasks for the finest levels, each returning ``(bytes, mask, crc, half)``: the writing
+    process builds the coarser levels from the halves (see ``_pyramid``).
+
+    When every level-1 chunk lies in one mosaic block (blocks of twice the storage chunks),
+    level 1's tasks make their chunks from the blocks and return the halves; level 0's return
+    no half. Otherwise only level 0 has tasks. A chunk that is skipped but needed for a
+    coarser chunk is computed for its half alone (``UnitTask.write`` False). Returns the
+    graph, the tasks, and per level the chunks to write and the chunks needed for coarser ones.
     """
     edges = [np.cumsum((0, *c)) for c in mosaic.chunks]
-    wanted, need_piece, sources = needed_units(arrays, skip, edges)
+    direct = _one_source_each(arrays, edges)
+    wanted, need_piece, sources = needed_units(arrays, skip, edges, direct)
     token = tokenize(mosaic.name, [a.to_dict() for a in arrays], str(codec), "halves")
     name = f"store-chunk-{token}"
     spec = arrays[0]
@@ -249,10 +294,23 @@ def level0_graph(
         key = (name, 0, *idx)
         write = idx in wanted[0]
         parts = [(mosaic.name, *b) for b in blocks]
-        layer[key] = (
-            _piece_encode_half, parts, src, dst, region, codec if write else None, spec.chunks
-        )  # fmt: skip
+        if direct:  # level 1 comes from the blocks, not from level 0's halves
+            layer[key] = (_piece_encode, parts, src, dst, region, False, codec, spec.chunks)
+        else:
+            layer[key] = (
+                _piece_encode_half, parts, src, dst, region, codec if write else None, spec.chunks
+            )  # fmt: skip
         tasks.append(UnitTask((0, idx), key, tuple(sorted(blocks)), write))
+    for idx in sorted(wanted[1] | need_piece[1]) if direct else ():
+        blocks, src, dst, region = sources[1][idx]
+        key = (name, 1, *idx)
+        write = idx in wanted[1]
+        parts = [(mosaic.name, *b) for b in blocks]
+        layer[key] = (
+            _mean_encode_half, parts, src, dst, region, codec if write else None,
+            arrays[1].chunks, len(arrays) > 2,
+        )  # fmt: skip
+        tasks.append(UnitTask((1, idx), key, tuple(sorted(blocks)), write))
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[mosaic])  # type: ignore[list-item]
     return graph, tasks, wanted, need_piece
 

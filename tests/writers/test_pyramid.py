@@ -30,20 +30,23 @@ def tiles(tmp_path_factory):
     return make_tiles(tmp / "tiles", grid=(3, 4), tile_yx=(70, 90), overlap=(14, 16), jitter=4)
 
 
-def _mosaic(s, blend="linear"):
+def _mosaic(s, blend="linear", blocks=None):
     ts = open_tiles_pattern(s.pattern, s.positions)
-    return fuse(ts, positions_from_csv(s.positions_csv, ts.tile_yx), blend=blend)
+    return fuse(ts, positions_from_csv(s.positions_csv, ts.tile_yx), blend=blend, chunks=blocks)
 
 
 @pytest.mark.parametrize(
-    "chunks",
-    [(16, 16), (32, 24), (13, 29), (7, 7)],
-    ids=["even", "even-rect", "odd", "odd-small"],
-)
+    ("chunks", "blocks"),
+    [((16, 16), None), ((32, 24), None), ((16, 16), (32, 32)), ((12, 20), (24, 40)),
+     ((13, 29), None), ((7, 7), None)],
+    ids=["even", "even-rect", "level1-from-blocks", "level1-from-blocks-rect", "odd",
+         "odd-small"],
+)  # fmt: skip
 def test_every_level_is_the_block_mean_of_the_mosaic(
-    oracle_pyramid, tmp_path, any_client, tiles, chunks
+    oracle_pyramid, tmp_path, any_client, tiles, chunks, blocks
 ):
-    res = write_hdf5(_mosaic(tiles), tmp_path / "m.h5", chunks=chunks)
+    # blocks of twice the chunks: level 1 is made from the mosaic's blocks, as the CLI does
+    res = write_hdf5(_mosaic(tiles, blocks=blocks), tmp_path / "m.h5", chunks=chunks)
     levels, names, factors = read_levels(res.out)
     want = oracle_pyramid(reference_stitch(tiles.tiles, tiles.positions), chunks)
     assert names[0] == "mosaic" and names[1:] == [f"mosaic_level{k}" for k in range(1, len(want))]
@@ -92,12 +95,16 @@ def test_levels_of_other_pixel_types_and_of_z_stacks(oracle_pyramid, tmp_path, c
             np.testing.assert_array_equal(got, ref)
 
 
-@pytest.mark.parametrize("chunks", [(8, 8), (9, 11)], ids=["halves", "pieces"])
+@pytest.mark.parametrize(
+    ("chunks", "blocks"),
+    [((8, 8), None), ((8, 8), (16, 16)), ((9, 11), None)],
+    ids=["halves", "level1-from-blocks", "pieces"],
+)
 def test_resume_recomputes_missing_levels_from_the_mosaic_not_the_file(
-    oracle_pyramid, stop_after, tmp_path, client, tiles, chunks
+    oracle_pyramid, stop_after, tmp_path, client, tiles, chunks, blocks
 ):
     Stop = stop_after.error
-    mosaic = _mosaic(tiles)
+    mosaic = _mosaic(tiles, blocks=blocks)
     out = tmp_path / "m.h5"
     with pytest.raises(Stop):
         write_hdf5(mosaic, out, chunks=chunks, progress=stop_after(60), batch_seconds=0)
