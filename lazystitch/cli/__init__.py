@@ -57,6 +57,19 @@ def _message(exc: BaseException, out: Any) -> str:
     return f"{kind}: {msg}"
 
 
+def _leave(code: int) -> None:
+    """End the process now that everything is closed and flushed, skipping the interpreter's
+    teardown of the modules (measured: 0.4-0.7 s with dask, distributed and bokeh loaded, a
+    tenth of a small job's wall time)."""
+    import logging
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``lazystitch`` command."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -73,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         RUN.clear()
         run = RUN
         app.main(args=args, prog_name="lazystitch", standalone_mode=False)
+        if argv is None:  # the command itself, not a caller in Python: leave at once
+            _leave(0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
