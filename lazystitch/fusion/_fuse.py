@@ -35,6 +35,11 @@ _SUMMING = (BlendMode.linear, BlendMode.average)
 DEFAULT_BLOCK = (1024, 1024)
 """Y, X size of the mosaic's blocks when :func:`fuse` is not told (the default storage chunk)."""
 
+DENSE_BELOW_PX = 4096
+"""A block whose tiles' edges cut it into rectangles of fewer pixels than this on average
+(many small tiles, each placed off the grid) is blended whole, strip by strip, instead of
+rectangle by rectangle: the same arithmetic per pixel, without a numpy call per rectangle."""
+
 STRIP_PX = 1 << 19
 """Pixels per row strip where tiles are blended: bounds the float64 temporaries (~4 MB)."""
 
@@ -99,7 +104,8 @@ def fuse_block(
     set of tiles. Where one tile covers a rectangle its pixels are copied (every blend mode
     gives the tile's own value there, bit for bit); elsewhere the tiles are blended in
     blending order, in row strips so that temporaries stay small whatever the block size.
-    Pixels no tile covers are 0.
+    When the rectangles would be tiny (see :data:`DENSE_BELOW_PX`) the whole block is
+    blended that way. Pixels no tile covers are 0.
 
     Parameters
     ----------
@@ -122,8 +128,12 @@ def fuse_block(
     parts = _read_parts(plan, read, index.at(i, j), y0, y1, x0, x1)
     if not parts:
         return out
+    acc_dtype = np.float64 if mode in _SUMMING or plan.fractions is not None else np.dtype(dtype)
     ys = np.unique([y0, y1, *(p.py + p.r0 for p in parts), *(p.py + p.r1 for p in parts)])
     xs = np.unique([x0, x1, *(p.px + p.c0 for p in parts), *(p.px + p.c1 for p in parts)])
+    if (y1 - y0) * (x1 - x0) < DENSE_BELOW_PX * (len(ys) - 1) * (len(xs) - 1):
+        _blend(out, parts, mode, acc_dtype, plan.tile_yx, (y0, y1, x0, x1))
+        return out
     cover: dict[tuple[int, int], list[_Part]] = {}
     for p in parts:  # in blending order
         ia, ib = np.searchsorted(ys, [p.py + p.r0, p.py + p.r1])
@@ -131,26 +141,48 @@ def fuse_block(
         for a in range(int(ia), int(ib)):
             for b in range(int(ja), int(jb)):
                 cover.setdefault((a, b), []).append(p)
-    acc_dtype = np.float64 if mode in _SUMMING or plan.fractions is not None else np.dtype(dtype)
     for (a, b), ps in cover.items():
         ra, rb, ca, cb = int(ys[a]), int(ys[a + 1]), int(xs[b]), int(xs[b + 1])
-        dst = (..., slice(ra - y0, rb - y0), slice(ca - x0, cb - x0))
         if len(ps) == 1 and ps[0].fy == 0 and ps[0].fx == 0:
             p = ps[0]
+            dst = (..., slice(ra - y0, rb - y0), slice(ca - x0, cb - x0))
             out[dst] = p.values(ra - p.py, rb - p.py, ca - p.px, cb - p.px)
-            continue
-        step = max(1, STRIP_PX // max(1, (cb - ca) * math.prod(lead)))
-        for s0 in range(ra, rb, step):
-            s1 = min(s0 + step, rb)
-            acc = np.zeros((*lead, s1 - s0, cb - ca), dtype=acc_dtype)
-            weight = np.zeros((s1 - s0, cb - ca), dtype=np.float64)
-            for p in ps:
-                (h, w), r, c = plan.tile_yx, s0 - p.py, ca - p.px
-                vals = p.values(r, r + s1 - s0, c, c + cb - ca)
-                ramp_y, ramp_x = edge_ramp(h)[r : r + s1 - s0], edge_ramp(w)[c : c + cb - ca]
-                _accumulate(mode, acc, weight, (...,), vals, ramp_y, ramp_x)
-            out[..., s0 - y0 : s1 - y0, ca - x0 : cb - x0] = _finish(mode, acc, weight, dtype)
+        else:
+            sub = out[..., ra - y0 : rb - y0, ca - x0 : cb - x0]
+            _blend(sub, ps, mode, acc_dtype, plan.tile_yx, (ra, rb, ca, cb))
     return out
+
+
+def _blend(
+    out: np.ndarray,
+    parts: list[_Part],
+    mode: BlendMode,
+    acc_dtype: np.dtype,
+    tile_yx: tuple[int, int],
+    bounds: tuple[int, int, int, int],
+) -> None:
+    """Blend ``parts`` (in blending order) into ``out``, which holds the mosaic rectangle
+    ``bounds`` = (y0, y1, x0, x1), in row strips of at most :data:`STRIP_PX` pixels."""
+    (h, w), (y0, y1, x0, x1) = tile_yx, bounds
+    lead = out.shape[:-2]
+    step = max(1, STRIP_PX // max(1, (x1 - x0) * math.prod(lead)))
+    for s0 in range(y0, y1, step):
+        s1 = min(s0 + step, y1)
+        acc = np.zeros((*lead, s1 - s0, x1 - x0), dtype=acc_dtype)
+        weight = np.zeros((s1 - s0, x1 - x0), dtype=np.float64)
+        for p in parts:
+            ra, rb = max(s0, p.py + p.r0) - p.py, min(s1, p.py + p.r1) - p.py  # tile rows
+            ca, cb = max(x0, p.px + p.c0) - p.px, min(x1, p.px + p.c1) - p.px
+            if ra >= rb or ca >= cb:
+                continue
+            sl = (
+                ...,
+                slice(p.py + ra - s0, p.py + rb - s0),
+                slice(p.px + ca - x0, p.px + cb - x0),
+            )
+            vals = p.values(ra, rb, ca, cb)
+            _accumulate(mode, acc, weight, sl, vals, edge_ramp(h)[ra:rb], edge_ramp(w)[ca:cb])
+        out[..., s0 - y0 : s1 - y0, :] = _finish(mode, acc, weight, out.dtype)
 
 
 def _edges(size: int, step: int) -> np.ndarray:

@@ -250,15 +250,17 @@ def stream_groups(
     pinned, so this suits units whose coarser levels are built from results (the writing
     process's pyramid), not the shard modes' pieces.
     """
-    plan = _Plan(graph, todo, band, batch)
     client = active_client()
+    threads = (sum(client.nthreads().values()) or 1) if client is not None else 2
+    # a small job still gets a few groups per thread, or one thread would do it all
+    batch = max(1, min(batch, -(-len(todo) // (4 * threads))))
+    plan = _Plan(graph, todo, band, batch)
     if client is None:
         yield from _threaded(plan, window or 4)
         return
     from distributed import as_completed
 
     if window is None:
-        threads = sum(client.nthreads().values()) or 1
         window = threads + 1  # a group waiting on every thread
     ac = as_completed(with_results=True)
     group_of: dict[Any, int] = {}
