@@ -140,7 +140,7 @@ class BackgroundWriter:
     the next ``put`` or from ``close``.
     """
 
-    def __init__(self, out: ChunkFile, pyramid: Any = None, max_bytes: int = 256 << 20) -> None:
+    def __init__(self, out: ChunkFile, pyramid: Any = None, max_bytes: int = 64 << 20) -> None:
         self.out = out
         self.pyramid = pyramid
         self.max_bytes = max_bytes

@@ -77,6 +77,11 @@ class ArraySpec:
     def n_chunks(self) -> int:
         return math.prod(self.counts)
 
+    @property
+    def chunk_nbytes(self) -> int:
+        """Bytes of one whole chunk, uncompressed."""
+        return math.prod(self.chunks) * np.dtype(self.dtype).itemsize
+
     def indices(self) -> Iterator[ChunkIndex]:
         for idx in np.ndindex(*self.counts):
             yield tuple(int(i) for i in idx)

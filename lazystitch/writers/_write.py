@@ -62,6 +62,10 @@ __all__ = ["FORMATS", "ProgressFn", "WriteResult", "output_format", "plan_arrays
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+
+GROUP_BYTES = 16 << 20
+"""Chunk bytes per cluster task (a group of units): measured on 14 x 14 tiles of 2048^2, groups
+of 96 MB gave no faster run than 16 MB and 2.5 times the peak memory of a 4 x 4 job."""
 FORMATS: dict[str, Format] = {"hdf5": PlainHDF5(), "bdv": BigDataViewer()}
 
 
@@ -319,7 +323,9 @@ def _single_stream(
         graph, todo = unit_graph(mosaic, arrays, codec, done)
         writer = BackgroundWriter(out)
     by_unit = {t.unit: t for t in todo}
-    stream = ((by_unit[u], r) for u, r in stream_groups(graph, todo))
+    # groups of ~GROUP_BYTES of chunks: a few groups in flight then hold little memory
+    batch = max(1, GROUP_BYTES // arrays[0].chunk_nbytes)
+    stream = ((by_unit[u], r) for u, r in stream_groups(graph, todo, batch=batch))
     return writer, stream
 
 
