@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dask.array as da
 import numpy as np
@@ -20,7 +21,6 @@ from lazystitch.errors import ConfigError
 from lazystitch.fusion import FusionPlan, fuse, plan_fusion
 from lazystitch.io import TileSet, open_tiles_pattern
 from lazystitch.layout import Layout, grid_layout, positions_layout, read_positions_csv
-from lazystitch.registration import Registration, check_max_shift, register
 from lazystitch.writers import (
     ChunkCodec,
     ProgressFn,
@@ -33,6 +33,9 @@ from lazystitch.writers import (
     storage_chunks,
     write_hdf5,
 )
+
+if TYPE_CHECKING:  # registration (scipy's sparse solvers, scikit-image) loads when used
+    from lazystitch.registration import Registration
 
 __all__ = ["LazyMosaic", "load_layout_and_tiles", "prepare", "register_tiles", "stitch"]
 
@@ -135,13 +138,19 @@ def write_mode(config: StitchConfig, started: bool) -> WriteMode:
     return WriteMode.shards if batch else WriteMode.single
 
 
+DASHBOARD_AUTO_BYTES = 4 << 30
+"""``cluster.dashboard: auto`` serves the dashboard for jobs of at least this many bytes."""
+
+
 def _on_cluster(
     config: StitchConfig,
     run: Callable[[], T],
     on_client: Any = None,
     notify: Callable[[str], None] | None = None,
+    job_bytes: int | None = None,
 ) -> T:
-    """Run ``run()`` on the active Client, or on the cluster the config describes."""
+    """Run ``run()`` on the active Client, or on the cluster the config describes (with
+    ``cluster.dashboard: auto``, a dashboard if ``job_bytes`` is unknown or large)."""
     client = active_client()
     if client is not None:
         if on_client:
@@ -149,7 +158,10 @@ def _on_cluster(
         return run()
     from lazystitch.cluster import cluster_client
 
-    with cluster_client(**config.cluster.model_dump(), notify=notify) as client:
+    opts = config.cluster.model_dump()
+    auto = job_bytes is None or job_bytes >= DASHBOARD_AUTO_BYTES
+    opts["dashboard"] = {"on": True, "off": False}.get(opts["dashboard"], auto)
+    with cluster_client(**opts, notify=notify) as client:
         if on_client:
             on_client(client)
         return run()
@@ -158,6 +170,8 @@ def _on_cluster(
 def _check_registration(config: StitchConfig, tiles: TileSet) -> None:
     """The registration settings that can be checked before any work."""
     opts = config.registration
+    from lazystitch.registration import check_max_shift
+
     check_max_shift(opts.max_shift, tiles.tile_yx)
     if opts.report is not None and opts.report.exists() and not opts.report.is_dir():
         raise ConfigError(
@@ -180,12 +194,17 @@ def register_tiles(
     config = _as_config(config)
     tiles, layout = load_layout_and_tiles(config)
     _check_registration(config, tiles)
-    return _on_cluster(config, lambda: _register(config, tiles, layout), on_client, notify)
+    tile_bytes = len(tiles.keys) * math.prod(tiles.shape) * tiles.dtype.itemsize
+    return _on_cluster(
+        config, lambda: _register(config, tiles, layout), on_client, notify, tile_bytes
+    )
 
 
 def _register(config: StitchConfig, tiles: TileSet, layout: Layout) -> Registration:
     """Register as ``config.registration`` says, writing the report if it names a folder."""
     opts = config.registration
+    from lazystitch.registration import register
+
     reg = register(tiles, layout, max_shift=opts.max_shift, max_residual=opts.max_residual)
     if opts.report is not None:
         reg.write_report(opts.report)
@@ -272,7 +291,9 @@ def stitch(
     chunks = storage_chunks(shape, out.chunks)
     check_chunk_count(shape, chunks, tiles.dtype.itemsize)
     try:
-        plan_arrays(fmt, out.dataset, shape, tiles.dtype, chunks, out.levels if out.pyramid else 1)
+        arrays = plan_arrays(
+            fmt, out.dataset, shape, tiles.dtype, chunks, out.levels if out.pyramid else 1
+        )
     except ValueError as exc:
         raise ConfigError(f"invalid configuration: output.levels: {exc}") from None
     if config.registration.enabled:
@@ -302,4 +323,5 @@ def stitch(
             pixel_size=config.tiles.pixel_size,
         )
 
-    return _on_cluster(config, run, on_client, notify)
+    job_bytes = sum(math.prod(a.shape) for a in arrays) * tiles.dtype.itemsize
+    return _on_cluster(config, run, on_client, notify, job_bytes)

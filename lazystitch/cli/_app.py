@@ -33,12 +33,14 @@ def say(msg: str) -> None:
 
 
 def _show_dashboard(client: Any) -> None:
-    link = getattr(client, "dashboard_link", None)
+    from lazystitch.cluster import dashboard_link
+
+    link = dashboard_link(client)
     workers = client.scheduler_info().get("workers", {})
     threads = sum(int(w.get("nthreads", 1)) for w in workers.values())
     say(
         f"lazystitch: {len(workers)} worker(s), {threads} thread(s); "
-        f"dashboard: {link or 'not available'}"
+        f"dashboard: {link or 'off (--dashboard on serves it)'}"
     )
 
 

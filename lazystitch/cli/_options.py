@@ -121,6 +121,7 @@ CLUSTER_FLAGS = (
     Flag("--cluster", "cluster.kind", shown_default="local (address with --scheduler)"),
     Flag("--workers", "cluster.workers", "N", shown_default="one per core"),
     Flag("--processes", "cluster.processes"),
+    Flag("--dashboard", "cluster.dashboard"),
     Flag("--memory-limit", "cluster.memory_limit", "SIZE"),
     Flag("--scheduler", "cluster.scheduler", "ADDRESS"),
     Flag("--jobs", "cluster.jobs", "N"),

@@ -4,6 +4,7 @@ from lazystitch.cluster._client import (
     JOBQUEUE_CLASSES,
     active_client,
     cluster_client,
+    dashboard_link,
     default_workers,
     jobqueue_cluster,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "active_client",
     "chunk_progress",
     "cluster_client",
+    "dashboard_link",
     "default_workers",
     "jobqueue_cluster",
 ]

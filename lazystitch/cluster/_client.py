@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -282,13 +283,13 @@ def _local_client(
                 threads_per_worker=n * threads_per_worker,
                 processes=False,
                 memory_limit=memory_limit,
-                dashboard_address=":0" if dashboard else None,
+                **_dashboard_kwargs(dashboard),
                 silence_logs=logging.INFO if log.isEnabledFor(logging.INFO) else logging.CRITICAL,
             ) as cluster,
             Client(cluster) as client,
         ):
             log.info("started a LocalCluster of %d thread(s) in this process", n)
-            yield client
+            yield _note_dashboard(client, dashboard)
         return
     # distributed sets MALLOC_TRIM_THRESHOLD_ for its workers, which also fixes glibc's mmap
     # threshold at 128 KiB: every tile-sized array is then a fresh mmap whose pages fault in
@@ -302,7 +303,7 @@ def _local_client(
             threads_per_worker=threads_per_worker,
             processes=True,
             memory_limit=memory_limit,
-            dashboard_address=":0" if dashboard else None,
+            **_dashboard_kwargs(dashboard),
             # the workers' own log lines (a failed task's "Compute Failed" dump) only if asked
             silence_logs=logging.INFO if log.isEnabledFor(logging.INFO) else logging.CRITICAL,
             preload=["lazystitch.cluster._worker_setup"],  # workers ignore Ctrl-C
@@ -310,4 +311,29 @@ def _local_client(
         Client(cluster) as client,
     ):
         log.info("started a LocalCluster with %d worker process(es)", n)
-        yield client
+        yield _note_dashboard(client, dashboard)
+
+
+_NO_DASHBOARD: weakref.WeakSet = weakref.WeakSet()
+
+
+def _dashboard_kwargs(dashboard: bool) -> dict[str, Any]:
+    """A free port either way (two runs on one machine never collide); without a dashboard
+    the scheduler serves only its plain HTTP routes and bokeh is never imported."""
+    return {"dashboard_address": ":0"} | (
+        {} if dashboard else {"scheduler_kwargs": {"dashboard": False}}
+    )
+
+
+def _note_dashboard(client: Any, dashboard: bool) -> Any:
+    if not dashboard:
+        _NO_DASHBOARD.add(client)
+    return client
+
+
+def dashboard_link(client: Any) -> str | None:
+    """The dashboard's address, or None where none is served (a LocalCluster started with
+    ``dashboard=False``; distributed formats a link for it all the same)."""
+    if client in _NO_DASHBOARD:
+        return None
+    return getattr(client, "dashboard_link", None) or None

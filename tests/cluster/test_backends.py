@@ -281,3 +281,24 @@ def test_address_config_and_unknown_jobqueue_settings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"cluster\.jobqueue: .*no_such_setting"):
         jobqueue_cluster("slurm", {"no_such_setting": 1}).close()
+
+
+@pytest.mark.parametrize("dashboard", [True, False])
+def test_the_dashboard_is_served_only_when_asked(dashboard):
+    import urllib.error
+    import urllib.request
+
+    from lazystitch.cluster import cluster_client, dashboard_link
+
+    with cluster_client(workers=1, dashboard=dashboard) as client:
+        link = dashboard_link(client)
+        # distributed formats a link either way; only a served dashboard answers on it
+        raw = client.dashboard_link
+        try:
+            with urllib.request.urlopen(raw, timeout=10) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+    assert (link == raw) is dashboard
+    assert (link is None) is not dashboard
+    assert status == (200 if dashboard else 404)
