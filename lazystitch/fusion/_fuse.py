@@ -128,7 +128,8 @@ def fuse_block(
     parts = _read_parts(plan, read, index.at(i, j), y0, y1, x0, x1)
     if not parts:
         return out
-    acc_dtype = np.float64 if mode in _SUMMING or plan.fractions is not None else np.dtype(dtype)
+    summing = mode in _SUMMING or plan.fractions is not None
+    acc_dtype = np.dtype(np.float64) if summing else np.dtype(dtype)
     ys = np.unique([y0, y1, *(p.py + p.r0 for p in parts), *(p.py + p.r1 for p in parts)])
     xs = np.unique([x0, x1, *(p.px + p.c0 for p in parts), *(p.px + p.c1 for p in parts)])
     if (y1 - y0) * (x1 - x0) < DENSE_BELOW_PX * (len(ys) - 1) * (len(xs) - 1):

@@ -142,35 +142,19 @@ def _piece_encode_half(
     src: list[tuple[slice, ...]],
     dst: list[tuple[slice, ...]],
     shape: tuple[int, ...],
+    downsample: bool,
     codec: ChunkCodec | None,
     chunks: tuple[int, ...],
-) -> tuple[Any, int, int, np.ndarray]:
-    """Worker side: a level-0 chunk encoded (``codec`` None: not needed, only its half) and its
-    2x2 block mean, from which the writing process builds the next level."""
-    block = _assemble(parts, src, dst, shape)
-    half = block_mean(block)
-    if codec is None:
-        return b"", 0, 0, half
-    return (*encode(block, codec, chunks), half)
-
-
-def _mean_encode_half(
-    parts: list[np.ndarray],
-    src: list[tuple[slice, ...]],
-    dst: list[tuple[slice, ...]],
-    shape: tuple[int, ...],
-    codec: ChunkCodec | None,
-    chunks: tuple[int, ...],
-    half: bool,
+    half: bool = True,
 ) -> tuple[Any, int, int, np.ndarray | None]:
-    """Worker side: a level-1 chunk as the block mean of the mosaic block under it, encoded
-    (``codec`` None: only its half is needed), with its own block mean (``half``) for the
-    writing process to build level 2 from."""
-    level1 = block_mean(_assemble(parts, src, dst, shape))
-    next_half = block_mean(level1) if half else None
+    """Worker side: a chunk (level 0's, or with ``downsample`` level 1's, the block mean of
+    the mosaic block under it) encoded (``codec`` None: not needed, only its half) and, with
+    ``half``, its own 2x2 block mean, from which the writing process builds the next level."""
+    chunk = _piece(parts, src, dst, shape, downsample)
+    next_half = block_mean(chunk) if half else None
     if codec is None:
         return b"", 0, 0, next_half
-    return (*encode(level1, codec, chunks), next_half)
+    return (*encode(chunk, codec, chunks), next_half)
 
 
 def _one_source_each(arrays: list[ArraySpec], edges: list[np.ndarray]) -> bool:
@@ -298,7 +282,8 @@ def level0_graph(
             layer[key] = (_piece_encode, parts, src, dst, region, False, codec, spec.chunks)
         else:
             layer[key] = (
-                _piece_encode_half, parts, src, dst, region, codec if write else None, spec.chunks
+                _piece_encode_half, parts, src, dst, region, False, codec if write else None,
+                spec.chunks,
             )  # fmt: skip
         tasks.append(UnitTask((0, idx), key, tuple(sorted(blocks)), write))
     for idx in sorted(wanted[1] | need_piece[1]) if direct else ():
@@ -307,7 +292,7 @@ def level0_graph(
         write = idx in wanted[1]
         parts = [(mosaic.name, *b) for b in blocks]
         layer[key] = (
-            _mean_encode_half, parts, src, dst, region, codec if write else None,
+            _piece_encode_half, parts, src, dst, region, True, codec if write else None,
             arrays[1].chunks, len(arrays) > 2,
         )  # fmt: skip
         tasks.append(UnitTask((1, idx), key, tuple(sorted(blocks)), write))
