@@ -32,8 +32,9 @@ __all__ = ["DEFAULT_BLOCK", "fuse", "fuse_block", "resample_axis"]
 
 _SUMMING = (BlendMode.linear, BlendMode.average)
 
-DEFAULT_BLOCK = (1024, 1024)
-"""Y, X size of the mosaic's blocks when :func:`fuse` is not told (the default storage chunk)."""
+DEFAULT_BLOCK = (2048, 2048)
+"""Y, X size of the mosaic's blocks when :func:`fuse` is not told: 2 x 2 of the writer's
+default storage chunks, so that each pyramid level-1 chunk is made from one block."""
 
 DENSE_BELOW_PX = 4096
 """A block whose tiles' edges cut it into rectangles of fewer pixels than this on average

@@ -158,16 +158,16 @@ def _piece_encode_half(
 
 
 def _one_source_each(arrays: list[ArraySpec], edges: list[np.ndarray]) -> bool:
-    """Whether every level-1 chunk lies in one block of the mosaic (blocks of twice the
-    chunks, as ``fuse`` cuts them when asked)."""
+    """Whether every level-1 chunk lies in one block of the mosaic (no block edge inside a
+    level-1 chunk: blocks of twice the chunks, as the CLI asks ``fuse`` for, or larger)."""
     if len(arrays) < 2:
         return False
     spec = arrays[1]
     nd = len(spec.shape)
     for d in range(nd):
         scale = 1 if d < nd - 2 else 2
-        ends = [min(b * scale, arrays[0].shape[d]) for b in _chunk_edges(spec)[d]]
-        if not set(ends) <= {int(e) for e in edges[d]}:
+        ends = {min(int(b) * scale, arrays[0].shape[d]) for b in _chunk_edges(spec)[d]}
+        if not {int(e) for e in edges[d]} <= ends:
             return False
     return True
 

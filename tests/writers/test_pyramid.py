@@ -37,15 +37,17 @@ def _mosaic(s, blend="linear", blocks=None):
 
 @pytest.mark.parametrize(
     ("chunks", "blocks"),
-    [((16, 16), None), ((32, 24), None), ((16, 16), (32, 32)), ((12, 20), (24, 40)),
-     ((13, 29), None), ((7, 7), None)],
-    ids=["even", "even-rect", "level1-from-blocks", "level1-from-blocks-rect", "odd",
-         "odd-small"],
+    [((16, 16), (16, 16)), ((32, 24), (32, 24)), ((16, 16), (32, 32)), ((12, 20), (24, 40)),
+     ((16, 16), None), ((13, 29), None), ((7, 7), None)],
+    ids=["halves", "halves-rect", "level1-from-blocks", "level1-from-blocks-rect",
+         "level1-from-one-block", "odd", "odd-small"],
 )  # fmt: skip
 def test_every_level_is_the_block_mean_of_the_mosaic(
     oracle_pyramid, tmp_path, any_client, tiles, chunks, blocks
 ):
-    # blocks of twice the chunks: level 1 is made from the mosaic's blocks, as the CLI does
+    # blocks of the chunks' size: the writing process makes level 1 from level 0's halves;
+    # blocks of twice the chunks (as the CLI asks for) or larger: from the blocks themselves;
+    # odd chunks: every level from the level above, on the workers
     res = write_hdf5(_mosaic(tiles, blocks=blocks), tmp_path / "m.h5", chunks=chunks)
     levels, names, factors = read_levels(res.out)
     want = oracle_pyramid(reference_stitch(tiles.tiles, tiles.positions), chunks)
@@ -97,7 +99,7 @@ def test_levels_of_other_pixel_types_and_of_z_stacks(oracle_pyramid, tmp_path, c
 
 @pytest.mark.parametrize(
     ("chunks", "blocks"),
-    [((8, 8), None), ((8, 8), (16, 16)), ((9, 11), None)],
+    [((8, 8), (8, 8)), ((8, 8), (16, 16)), ((9, 11), None)],
     ids=["halves", "level1-from-blocks", "pieces"],
 )
 def test_resume_recomputes_missing_levels_from_the_mosaic_not_the_file(
