@@ -1,9 +1,10 @@
 """Committing encoded chunks: one process writes them into the partial HDF5 file, durably.
 
-The writing happens on one background thread (the only one that touches the file), so that the
+The writing happens on one background thread (the only one that writes the file), so that the
 thread that collects results and submits work never waits for the disk: reading, fusing and
 encoding on the workers overlap with writing and fsync. A batch of written units is made durable
-(flush, fsync, then the journal) when it reaches ``batch_bytes`` or ``batch_seconds``.
+(flush, fsync, then the journal) when it reaches ``batch_bytes`` or ``batch_seconds``; the fsync
+and the journal run on a thread of their own, one batch at a time, while writing goes on.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class ChunkFile:
         self.pending_bytes = 0
         self.last_sync = time.monotonic()
         self.written = 0
+        self._syncer: threading.Thread | None = None
+        self._sync_error: BaseException | None = None
 
     def write(self, unit: Unit, data: Any, mask: int, crc32: int) -> None:
         array, index = unit
@@ -94,10 +97,45 @@ class ChunkFile:
             self.pending_bytes >= self.batch_bytes
             or time.monotonic() - self.last_sync >= self.batch_seconds
         ):
-            self.commit()
+            self._commit_in_background()
+
+    def _commit_in_background(self) -> None:
+        """Hand the batch written so far to a thread that fsyncs the file and then journals
+        it, while this thread goes on writing (at most one batch is being synced).
+
+        HDF5 has put the batch's bytes and chunk index in the file when ``flush`` returns, so
+        the fsync that starts after it makes them durable; chunks written meanwhile are in
+        the next batch. The fsync no longer stalls the writing (measured: ~1 s of a 10 s
+        job's writing thread went to two fsyncs per batch)."""
+        self._wait_for_sync()
+        self.file.flush()
+        records, self.pending, self.pending_bytes = self.pending, [], 0
+        self.last_sync = time.monotonic()
+        fd = self.file.id.get_vfd_handle()
+        self._syncer = threading.Thread(
+            target=self._sync_and_journal, args=(fd, records), name="lazystitch-fsync", daemon=True
+        )
+        self._syncer.start()
+
+    def _sync_and_journal(self, fd: int, records: list[ChunkRecord]) -> None:
+        try:
+            os.fsync(fd)
+            self.journal.append(records)
+        except BaseException as exc:  # raised in the writing thread
+            self._sync_error = exc
+
+    def _wait_for_sync(self) -> None:
+        if self._syncer is not None:
+            self._syncer.join()
+            self._syncer = None
+        if self._sync_error is not None:
+            error, self._sync_error = self._sync_error, None
+            raise error
 
     def commit(self) -> None:
-        """Make every chunk written so far durable, then journal it."""
+        """Make every chunk written so far durable, then journal it (waits for a batch being
+        synced in the background first)."""
+        self._wait_for_sync()
         if not self.pending:
             return
         self._sync_file()
@@ -121,6 +159,8 @@ class ChunkFile:
             if self.file.id.valid:
                 self.commit()
         finally:
+            if self._syncer is not None:  # commit raised before it waited: never close under it
+                self._syncer.join()
             if self.file.id.valid:
                 self.file.close()
             self.journal.close()
