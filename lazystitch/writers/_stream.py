@@ -243,12 +243,12 @@ def stream_groups(
     culled subgraph (tile reads, fusion, encoding) inside the worker.
 
     A cluster task costs the scheduler and the worker milliseconds of bookkeeping (and, in
-    one process, the GIL); the mosaic's graph has ~20 tiny tasks per tile. Measured on the
-    14x14 x 2048^2 job, the same graph took 6.2 s on dask's threaded scheduler and 18.8 s
-    as separate tasks on a 2-thread LocalCluster. The price is that the tiles and fused blocks
-    two groups share are computed by both (a band row of blocks per group); nothing is
-    pinned, so this suits units whose coarser levels are built from results (the writing
-    process's pyramid), not the shard modes' pieces.
+    one process, the GIL). Measured on the 14x14 x 2048^2 job with the earlier fusion graph
+    (~20 tiny tasks per tile), the same graph took 6.2 s on dask's threaded scheduler and
+    18.8 s as separate tasks on a 2-thread LocalCluster. A mosaic block that two groups
+    share (a chunk straddling blocks, when the mosaic is not cut on the chunks) is computed
+    by both; nothing is pinned, so this suits units whose coarser levels are built from
+    results (the writing process's pyramid), not the shard modes' pieces.
     """
     client = active_client()
     threads = (sum(client.nthreads().values()) or 1) if client is not None else 2
