@@ -3,7 +3,7 @@ RAM, and kill -9 at random points followed by --resume.
 
 Each subcommand runs ``lazystitch stitch`` (the CLI, as a user would) in separate processes and
 reports wall time and the peak summed RSS of the process tree (client, scheduler, nannies,
-workers; sampled every 50 ms, see ``bench_e2e.run_measured``).
+workers; sampled every 50 ms, see ``_common.run_measured``).
 
     python benchmarks/bench_cluster.py modes --grids 8 14 --markdown benchmarks/RESULTS.md
     python benchmarks/bench_cluster.py graph --tiles 2500 5000 10000 --markdown benchmarks/RESULTS.md
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -42,7 +41,8 @@ import psutil
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_e2e import make_grid, run_measured, specimen_tile
+from _common import append_markdown, run_measured
+from bench_e2e import make_grid, specimen_tile
 
 from lazystitch.writers import OutputPaths
 
@@ -54,22 +54,6 @@ def stitch_cmd(pattern: str, grid: int, overlap: int, out: Path, *extra: str) ->
         sys.executable, "-m", "lazystitch", "stitch", "--tiles", pattern, "--grid", f"{grid}x{grid}",
         "--overlap", str(overlap), "--out", str(out), "--json", "--quiet", *extra,
     ]  # fmt: skip
-
-
-def machine() -> str:
-    mem = psutil.virtual_memory().total / 2**30
-    return f"{time.strftime('%Y-%m-%d')}; {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
-
-
-def append_markdown(path: Path | None, title: str, table: str, note: str = "") -> None:
-    print(table)
-    if path is None:
-        return
-    cmd = " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
-    with path.open("a") as fh:
-        fh.write(f"\n### {title} ({machine()})\n\n`{cmd}`\n\n{table}\n")
-        if note:
-            fh.write(f"\n{note}\n")
 
 
 def same_chunks(a: Path, b: Path) -> bool:

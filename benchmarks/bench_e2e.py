@@ -17,19 +17,14 @@ Peak RSS is the maximum over time of the summed RSS of the process and all its c
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import platform
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import tifffile
+from _common import append_markdown, run_measured
 
 NAIVE = textwrap.dedent(
     """
@@ -70,30 +65,6 @@ def make_grid(root: Path, n: int, tile: int, overlap: int) -> str:
             tifffile.imwrite(pattern.format(row=r, col=c), specimen_tile(r * step, c * step, tile))
     done.write_text("ok")
     return pattern
-
-
-def run_measured(cmd: list[str]) -> tuple[float, int, str]:
-    """Run ``cmd``; return wall seconds, peak summed RSS (bytes) of its process tree, stdout."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            procs = [ps, *ps.children(recursive=True)]
-            rss = 0
-            for p in procs:
-                with contextlib.suppress(psutil.Error):  # a child may have just exited
-                    rss += p.memory_info().rss
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:4]} failed:\n{err[-2000:]}")
-    return wall, peak, out
 
 
 def main() -> None:
@@ -173,16 +144,11 @@ def main() -> None:
             f"| {r['last_s'] / r['naive_s']:.2f}× | {r['linear_s']:.1f} | {r['linear_s'] / r['naive_s']:.2f}× "
             f"| {r['naive_rss_mb']:.0f} | {r['last_rss_mb']:.0f} | {r['linear_rss_mb']:.0f} |"
         )
-    table = "\n".join(lines)
-    print(table)
-    if args.markdown:
-        stamp = time.strftime("%Y-%m-%d")
-        cpu = f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.python_version()}"
-        with args.markdown.open("a") as fh:
-            fh.write(
-                f"\n### End to end, {args.tile}² uint16 tiles, {overlap} px overlap, {args.workers} workers "
-                f"({stamp}; {cpu})\n\n`{' '.join(['python', os.path.relpath(sys.argv[0]), *sys.argv[1:]])}`\n\n{table}\n"
-            )
+    append_markdown(
+        args.markdown,
+        f"End to end, {args.tile}² uint16 tiles, {overlap} px overlap, {args.workers} workers",
+        "\n".join(lines),
+    )
 
 
 if __name__ == "__main__":

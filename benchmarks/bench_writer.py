@@ -23,21 +23,16 @@ Peak RSS is the maximum over time of the summed RSS of the process and its child
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
-import os
-import platform
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
-import psutil
 import tifffile
+from _common import append_markdown, run_measured
 
 SOURCE = Path(__file__).parent.parent / "tests" / "data" / "stitch2d_bse_3x2" / "tiles"
 
@@ -117,27 +112,6 @@ def make_job(root: Path, n: int, tile: int, overlap: float, seed: int = 0) -> tu
                 wr.writerow([r, c, y, x])
     (folder / "COMPLETE").write_text("ok")
     return pattern, positions
-
-
-def run_measured(cmd: list[str]) -> tuple[float, int, str]:
-    """Run ``cmd``; return wall seconds, peak summed RSS (bytes) of its process tree, stdout."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        with contextlib.suppress(psutil.Error):
-            rss = 0
-            for p in [ps, *ps.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    rss += p.memory_info().rss
-            peak = max(peak, rss)
-        time.sleep(0.05)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:4]} failed:\n{err[-2000:]}")
-    return wall, peak, out
 
 
 def lazystitch_cmd(pattern, positions, out, workers, *extra):
@@ -242,17 +216,12 @@ def main() -> None:
                 f"| {1000 * r['flat_s'] / r['tiles']:.1f} | {r['pyramid_rss']:.0f} |"
             )
         tables.append("\n".join(lines))
-    text = "\n\n".join(tables)
-    print(text)
-    if args.markdown:
-        stamp = time.strftime("%Y-%m-%d")
-        cpu = f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.python_version()}"
-        cmd = " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
-        with args.markdown.open("a") as fh:
-            fh.write(
-                f"\n### Writer end to end: tiles cut from a real micrograph, CSV positions with "
-                f"jitter, linear blend, {args.workers} workers ({stamp}; {cpu})\n\n`{cmd}`\n\n{text}\n"
-            )
+    append_markdown(
+        args.markdown,
+        "Writer end to end: tiles cut from a real micrograph, CSV positions with jitter, "
+        f"linear blend, {args.workers} workers",
+        "\n\n".join(tables),
+    )
 
 
 if __name__ == "__main__":
