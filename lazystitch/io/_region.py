@@ -86,7 +86,7 @@ class _Mapping:
         nbytes = math.prod(shape) * dtype.itemsize
         if self._map is None:
             size = os.fstat(self.fh.fileno()).st_size
-            if offset + nbytes > size:  # mapped bytes past the end would kill the process
+            if offset + nbytes > size:  # shortened since its header was checked
                 raise TileError(f"tile file {self.path} was truncated after it was checked")
             self._map = mmap.mmap(self.fh.fileno(), 0, access=mmap.ACCESS_READ)
         if offset + nbytes > len(self._map):

@@ -63,3 +63,15 @@ def test_a_file_that_changed_is_named(tmp_path):
     tifffile.imwrite(path, IMAGE[:100])
     with pytest.raises(TileError, match=r"t\.tif changed after it was checked"):
         read_tiff_region(path, IMAGE.shape, IMAGE.dtype, WINDOWS[0])
+
+
+def test_a_file_cut_short_after_its_check_is_an_error_not_a_crash(tmp_path):
+    # uncompressed pixels are read through a memory map of the file as it is now: a file
+    # shortened since its header was checked is named, not left to numpy's buffer error
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, IMAGE)
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.truncate(size - IMAGE.nbytes // 2)  # the header is intact, half the pixels gone
+    with pytest.raises(TileError, match=r"t\.tif was truncated after it was checked"):
+        read_tiff_region(path, IMAGE.shape, IMAGE.dtype, WINDOWS[1])
