@@ -106,7 +106,7 @@ def fuse_block(
     gives the tile's own value there, bit for bit); elsewhere the tiles are blended in
     blending order, in row strips so that temporaries stay small whatever the block size.
     When the rectangles would be tiny (see :data:`DENSE_BELOW_PX`) the whole block is
-    blended that way. Pixels no tile covers are 0.
+    blended that way. Pixels no tile covers are 0. Each pixel of the block is written once.
 
     Parameters
     ----------
@@ -125,10 +125,10 @@ def fuse_block(
     mode = BlendMode(blend)
     i, j = block_id[-2], block_id[-1]
     y0, y1, x0, x1 = index.bounds(i, j)
-    out = np.zeros((*lead, y1 - y0, x1 - x0), dtype=dtype)
     parts = _read_parts(plan, read, index.at(i, j), y0, y1, x0, x1)
     if not parts:
-        return out
+        return np.zeros((*lead, y1 - y0, x1 - x0), dtype=dtype)
+    out = np.empty((*lead, y1 - y0, x1 - x0), dtype=dtype)  # every pixel is set below
     summing = mode in _SUMMING or plan.fractions is not None
     acc_dtype = np.dtype(np.float64) if summing else np.dtype(dtype)
     ys = np.unique([y0, y1, *(p.py + p.r0 for p in parts), *(p.py + p.r1 for p in parts)])
@@ -143,6 +143,10 @@ def fuse_block(
         for a in range(int(ia), int(ib)):
             for b in range(int(ja), int(jb)):
                 cover.setdefault((a, b), []).append(p)
+    for a in range(len(ys) - 1):  # what no tile covers
+        for b in range(len(xs) - 1):
+            if (a, b) not in cover:
+                out[..., ys[a] - y0 : ys[a + 1] - y0, xs[b] - x0 : xs[b + 1] - x0] = 0
     for (a, b), ps in cover.items():
         ra, rb, ca, cb = int(ys[a]), int(ys[a + 1]), int(xs[b]), int(xs[b + 1])
         if len(ps) == 1 and ps[0].fy == 0 and ps[0].fx == 0:
@@ -197,7 +201,8 @@ def resample_axis(v: np.ndarray, frac: float, axis: int, first: bool) -> np.ndar
     range as its first element, unless the range starts at the tile's edge (``first``), where
     the edge value stands in for it.
 
-    Shared by fusion and :func:`lazystitch.testing.reference_stitch`, so both interpolate alike.
+    :func:`lazystitch.testing.reference_stitch` gets the same values from
+    ``scipy.ndimage.shift`` (order 1, edge values repeated), independently of this code.
     """
     if first:
         edge = np.take(v, [0], axis=axis)
@@ -219,8 +224,8 @@ def _accumulate(
 ) -> None:
     """Add one tile's pixels ``vals`` into the region accumulators at ``sl``.
 
-    Shared by the block function and :func:`lazystitch.testing.reference_stitch` so both define
-    blending identically; the order of calls (tiles in (row, col) order) fixes float rounding.
+    Tiles are added in (row, col) order, as :func:`lazystitch.testing.reference_stitch` adds
+    them (with code of its own), so that both round alike.
     """
     wsl = sl[-2:]
     if blend is BlendMode.linear:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import mmap
 import os
@@ -33,11 +34,11 @@ class RegionReader:
     dtype: np.dtype
 
     def __call__(self, index: int, window: Window) -> np.ndarray:
-        return read_tiff_region(self.paths[index], self.shape, self.dtype, window)[0]
+        return read_tiff_region(self.paths[index], self.shape, self.dtype, window, view=True)[0]
 
 
 def read_tiff_region(
-    path: str | os.PathLike, shape: Shape, dtype: np.dtype, window: Window
+    path: str | os.PathLike, shape: Shape, dtype: np.dtype, window: Window, view: bool = False
 ) -> tuple[np.ndarray, int]:
     """Read the Y, X ``window`` of every plane of a tile: ``(pixels, bytes read from the file)``.
 
@@ -46,6 +47,11 @@ def read_tiff_region(
     window where they are stored in segments (any compression tifffile decodes). Files whose
     pages do not map one-to-one onto the planes of ``shape`` are read whole. ``pixels`` has
     shape ``shape[:-2] + window shape``.
+
+    With ``view``, uncompressed pages stored at a regular stride come back as a read-only
+    view of the file mapped into memory (unmapped when the last view goes): the caller's own
+    copy into the mosaic is then the only one (fusion's blocks; measured on 2048^2 tiles, the
+    window copy was a quarter of a block's time).
     """
     y, x = (s.indices(n) for s, n in zip(window, shape[-2:], strict=True))
     out_shape = (*shape[:-2], y[1] - y[0], x[1] - x[0])
@@ -62,6 +68,8 @@ def read_tiff_region(
             whole = series.asarray()
             read = sum(int(c) for p in pages if p is not None for c in p.databytecounts)
             return np.ascontiguousarray(whole[..., window[0], window[1]]), read
+        if view and (shared := _mapped_view(tif, pages, fh, path, y, x)) is not None:
+            return shared.reshape(out_shape), (y[1] - y[0]) * shape[-1] * planes * dtype.itemsize
         out = np.empty((planes, *out_shape[-2:]), dtype)
         read = 0
         with _Mapping(fh, path) as mapped:
@@ -69,6 +77,34 @@ def read_tiff_region(
                 win = (slice(*y[:2]), slice(*x[:2]))
                 read += _page_window(tif, page, win, out[i], mapped)
     return out.reshape(out_shape), read
+
+
+def _mapped_view(
+    tif: tifffile.TiffFile, pages: list, fh, path: str | os.PathLike, y: tuple, x: tuple
+) -> np.ndarray | None:
+    """The window of every page as one view of the mapped file, if the pages are uncompressed,
+    contiguous and evenly spaced in it (as tifffile and most writers store stacks); else None."""
+    first = pages[0]
+    if not all(p.is_contiguous and p.compression == 1 and p.fillorder == 1 for p in pages):
+        return None
+    assert first.dtype is not None  # a contiguous page has one
+    dt = np.dtype(first.dtype).newbyteorder(tif.byteorder)
+    offsets = [int(p.dataoffsets[0]) for p in pages]
+    stride = offsets[1] - offsets[0] if len(offsets) > 1 else 0
+    h, w = first.shape
+    if any(b - a != stride for a, b in itertools.pairwise(offsets)) or (
+        len(offsets) > 1 and stride < h * w * dt.itemsize
+    ):
+        return None
+    end = offsets[-1] + h * w * dt.itemsize
+    if end > os.fstat(fh.fileno()).st_size:  # shortened since its header was checked
+        raise TileError(f"tile file {path} was truncated after it was checked")
+    mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)  # lives as long as a view
+    planes = np.ndarray(
+        (len(pages), h, w), dt, buffer=mapped, offset=offsets[0],
+        strides=(max(stride, 1), w * dt.itemsize, dt.itemsize),
+    )  # fmt: skip
+    return planes[:, y[0] : y[1], x[0] : x[1]]
 
 
 class _Mapping:

@@ -78,8 +78,8 @@ def block_mean(a: np.ndarray) -> np.ndarray:
         src = padded
     else:
         n, src = None, a
-    rows: np.ndarray = src[..., 0::2, :].astype(acc)  # pairs of rows first: contiguous reads
-    rows += src[..., 1::2, :]
+    # pairs of rows first (contiguous reads), summed straight into the wider type
+    rows: np.ndarray = np.add(src[..., 0::2, :], src[..., 1::2, :], dtype=acc)
     sums: np.ndarray = rows[..., 0::2] + rows[..., 1::2]
     if acc is not np.float64:
         if n is None:  # four pixels: (sum + 2) // 4 as a shift

@@ -235,3 +235,23 @@ def test_graph_reads_no_pixels(tmp_path):
         p.write_bytes(p.read_bytes()[:8])
     mosaic = fuse(ts, grid_layout(2, 2, ts.tile_yx, 4))  # building the graph must not read them
     assert mosaic.shape == (36, 36)
+
+
+@pytest.mark.parametrize("blend", ["linear", "last"])
+def test_pixels_no_tile_covers_are_zero_whatever_the_memory_held(tmp_path, blend):
+    # the missing middle tile leaves a hole; a block is allocated without zeroing, so its
+    # uncovered rectangles must be cleared (freed memory full of non-zero pixels is handed
+    # out again in between)
+    s = make_tiles(tmp_path, grid=(3, 3), tile_yx=(160, 160), overlap=16, missing=[(1, 1)])
+    ts = open_tiles_pattern(s.pattern, s.positions)
+    n = 200  # blocks under 128 KiB: taken from the heap (larger ones are fresh, zeroed pages)
+    mosaic = fuse(ts, positions_from_csv(s.positions_csv, ts.tile_yx), blend=blend, chunks=(n, n))
+    want = reference_stitch(s.tiles, s.positions, blend)
+    assert (want[160:288, 160:288] == 0).all()  # the hole is there
+    for i in range(mosaic.numblocks[0]):
+        for j in range(mosaic.numblocks[1]):
+            block = mosaic.blocks[i, j]
+            garbage = [np.full(block.shape, 0xABCD, block.dtype) for _ in range(8)]
+            del garbage
+            got = block.compute(scheduler="sync")
+            np.testing.assert_array_equal(got, want[i * n : (i + 1) * n, j * n : (j + 1) * n])

@@ -22,12 +22,13 @@ LAYOUTS = {
 }
 
 
+@pytest.mark.parametrize("view", [False, True], ids=["copy", "view"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("window", WINDOWS)
-def test_window_pixels_equal_the_whole_read(tmp_path, layout, window):
+def test_window_pixels_equal_the_whole_read(tmp_path, layout, window, view):
     path = tmp_path / "t.tif"
     tifffile.imwrite(path, IMAGE, **LAYOUTS[layout])
-    pixels, nbytes = read_tiff_region(path, IMAGE.shape, IMAGE.dtype, window)
+    pixels, nbytes = read_tiff_region(path, IMAGE.shape, IMAGE.dtype, window, view=view)
     np.testing.assert_array_equal(pixels, IMAGE[window])
     assert nbytes > 0
 
@@ -48,14 +49,31 @@ def test_tiled_reads_only_the_tiles_the_window_touches(tmp_path):
         assert nbytes < sum(tif.pages[0].databytecounts) / 1.9
 
 
-def test_z_stack_window_of_every_plane(tmp_path):
+@pytest.mark.parametrize("view", [False, True], ids=["copy", "view"])
+def test_z_stack_window_of_every_plane(tmp_path, view):
     stack = np.stack([IMAGE, IMAGE // 2, IMAGE // 3])
     path = tmp_path / "z.tif"
     tifffile.imwrite(path, stack, photometric="minisblack")
     window = (slice(250, 300), slice(0, 200))
-    pixels, nbytes = read_tiff_region(path, stack.shape, stack.dtype, window)
+    pixels, nbytes = read_tiff_region(path, stack.shape, stack.dtype, window, view=view)
     np.testing.assert_array_equal(pixels, stack[:, 250:300])
     assert nbytes == pixels.nbytes
+
+
+def test_z_stack_whose_planes_lie_unevenly_in_the_file(tmp_path):
+    # pages written one by one, each with a description of its own length: the planes' pixels
+    # are not evenly spaced, so no one view of the file holds them
+    stack = np.stack([IMAGE, IMAGE // 2, IMAGE // 3])
+    path = tmp_path / "z.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for k, plane in enumerate(stack):
+            tif.write(plane, description="x" * (1000 * k + 1), metadata=None, contiguous=False)
+    with tifffile.TiffFile(path) as tif:
+        offsets = [p.dataoffsets[0] for p in tif.pages]
+    assert offsets[2] - offsets[1] != offsets[1] - offsets[0]
+    window = (slice(17, 33), slice(63, 129))
+    pixels, _ = read_tiff_region(path, stack.shape, stack.dtype, window, view=True)
+    np.testing.assert_array_equal(pixels, stack[:, 17:33, 63:129])
 
 
 def test_a_file_that_changed_is_named(tmp_path):
@@ -65,7 +83,8 @@ def test_a_file_that_changed_is_named(tmp_path):
         read_tiff_region(path, IMAGE.shape, IMAGE.dtype, WINDOWS[0])
 
 
-def test_a_file_cut_short_after_its_check_is_an_error_not_a_crash(tmp_path):
+@pytest.mark.parametrize("view", [False, True], ids=["copy", "view"])
+def test_a_file_cut_short_after_its_check_is_an_error_not_a_crash(tmp_path, view):
     # uncompressed pixels are read through a memory map of the file as it is now: a file
     # shortened since its header was checked is named, not left to numpy's buffer error
     path = tmp_path / "t.tif"
@@ -74,4 +93,4 @@ def test_a_file_cut_short_after_its_check_is_an_error_not_a_crash(tmp_path):
     with open(path, "r+b") as fh:
         fh.truncate(size - IMAGE.nbytes // 2)  # the header is intact, half the pixels gone
     with pytest.raises(TileError, match=r"t\.tif was truncated after it was checked"):
-        read_tiff_region(path, IMAGE.shape, IMAGE.dtype, WINDOWS[1])
+        read_tiff_region(path, IMAGE.shape, IMAGE.dtype, WINDOWS[1], view=view)
