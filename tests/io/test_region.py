@@ -76,11 +76,24 @@ def test_z_stack_whose_planes_lie_unevenly_in_the_file(tmp_path):
     np.testing.assert_array_equal(pixels, stack[:, 17:33, 63:129])
 
 
-def test_a_file_that_changed_is_named(tmp_path):
+@pytest.mark.parametrize("view", [False, True], ids=["copy", "view"])
+def test_a_file_that_changed_is_named(tmp_path, view):
     path = tmp_path / "t.tif"
-    tifffile.imwrite(path, IMAGE[:100])
+    tifffile.imwrite(path, IMAGE)
+    read_tiff_region(path, IMAGE.shape, IMAGE.dtype, WINDOWS[0], view=view)  # as checked
+    tifffile.imwrite(path, IMAGE[:100])  # then rewritten, smaller
     with pytest.raises(TileError, match=r"t\.tif changed after it was checked"):
-        read_tiff_region(path, IMAGE.shape, IMAGE.dtype, WINDOWS[0])
+        read_tiff_region(path, IMAGE.shape, IMAGE.dtype, WINDOWS[0], view=view)
+
+
+def test_a_file_rewritten_in_place_is_read_as_it_is_now(tmp_path):
+    # same size, same layout, new pixels: what was learnt of the file must not stand for it
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, IMAGE)
+    read_tiff_region(path, IMAGE.shape, IMAGE.dtype, WINDOWS[2], view=True)
+    tifffile.imwrite(path, IMAGE[::-1], description="a longer description moves the pixels")
+    pixels, _ = read_tiff_region(path, IMAGE.shape, IMAGE.dtype, WINDOWS[2], view=True)
+    np.testing.assert_array_equal(pixels, IMAGE[::-1][WINDOWS[2]])
 
 
 @pytest.mark.parametrize("view", [False, True], ids=["copy", "view"])
