@@ -17,7 +17,7 @@ import numpy as np
 from lazystitch._version import __version__
 from lazystitch.cluster import JOBQUEUE_CLASSES, active_client
 from lazystitch.config import StitchConfig, load_config
-from lazystitch.errors import ConfigError
+from lazystitch.errors import ConfigError, UnlinkedTilesError
 from lazystitch.fusion import FusionPlan, fuse, plan_fusion
 from lazystitch.io import TileSet, open_tiles_pattern
 from lazystitch.layout import Layout, grid_layout, positions_layout, read_positions_csv
@@ -57,7 +57,10 @@ def load_layout_and_tiles(config: StitchConfig) -> tuple[TileSet, Layout]:
     tiles = open_tiles_pattern(opts.pattern, keys, start=opts.start, order=opts.order, grid=grid)
     if grid is None:
         assert lay.positions is not None
-        layout = positions_layout(keys, positions, tiles.tile_yx, lay.positions)
+        layout = positions_layout(
+            keys, positions, tiles.tile_yx, lay.positions,
+            swap_xy=lay.swap_xy, flip_y=lay.flip_y, flip_x=lay.flip_x,
+        )  # fmt: skip
     else:
         assert lay.overlap is not None  # the config requires it with a grid
         layout = grid_layout(*grid, tiles.tile_yx, lay.overlap)
@@ -205,7 +208,15 @@ def _register(config: StitchConfig, tiles: TileSet, layout: Layout) -> Registrat
     opts = config.registration
     from lazystitch.registration import register
 
-    reg = register(tiles, layout, max_shift=opts.max_shift, max_residual=opts.max_residual)
+    try:
+        reg = register(
+            tiles, layout, max_shift=opts.max_shift, max_residual=opts.max_residual,
+            allow_unlinked=opts.allow_unlinked,
+        )  # fmt: skip
+    except UnlinkedTilesError as exc:  # the report says why: write it before stopping
+        if opts.report is not None and exc.registration is not None:
+            exc.registration.write_report(opts.report)  # type: ignore[attr-defined]
+        raise
     if opts.report is not None:
         reg.write_report(opts.report)
     return reg

@@ -128,6 +128,18 @@ class LayoutOptions(_Model):
         description="CSV with header 'row,col,y,x' giving each tile's top-left corner in px; "
         "cells may be missing. Instead of 'grid'.",
     )
+    swap_xy: bool = Field(
+        False, description="With 'positions': the CSV's y and x are exchanged (applied first)."
+    )
+    flip_y: bool = Field(
+        False,
+        description="With 'positions': the stage's y runs against the image's (row 0 at the "
+        "bottom); y is negated.",
+    )
+    flip_x: bool = Field(
+        False,
+        description="With 'positions': the stage's x runs against the image's; x is negated.",
+    )
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -167,6 +179,12 @@ class LayoutOptions(_Model):
             raise ValueError("give exactly one of 'grid' (with 'overlap') or 'positions'")
         if self.grid is not None and self.overlap is None:
             raise ValueError("'grid' needs 'overlap' (how much neighbouring tiles overlap)")
+        axes = [a for a in ("swap_xy", "flip_y", "flip_x") if getattr(self, a)]
+        if self.grid is not None and axes:
+            raise ValueError(
+                f"{', '.join(axes)} turn the positions of a CSV; a grid is numbered by --order "
+                "and its tile pattern instead"
+            )
         return self
 
 
@@ -280,6 +298,11 @@ class RegistrationOptions(_Model):
     )
     report: Path | None = Field(
         None, description="Folder for the registration report (registration.json)."
+    )
+    allow_unlinked: bool = Field(
+        False,
+        description="Go on (with a warning, recorded in the report) when fewer than half the "
+        "tiles register; by default that stops the run, as its layout is probably wrong.",
     )
 
 

@@ -42,6 +42,15 @@ class LayoutError(LazystitchError, ValueError):
     """The tile positions cannot be fused with the chosen design (see message)."""
 
 
+class UnlinkedTilesError(LazystitchError, RuntimeError):
+    """Registration linked too few tiles for its result to be trusted (see message); the
+    :class:`~lazystitch.registration.Registration` it made is in ``.registration``."""
+
+    def __init__(self, message: str, registration: object = None) -> None:
+        super().__init__(message)
+        self.registration = registration
+
+
 class OutputExistsError(LazystitchError, FileExistsError):
     """The output file exists and ``overwrite`` was not asked for."""
 

@@ -67,6 +67,10 @@ def test_relative_paths_are_relative_to_the_config_file():
         ({"layout": {"grid": "2x2", "positions": "p.csv"}}, r"exactly one of 'grid'"),
         ({"layout": {"grid": "2x2", "overlap": "-3"}}, r"layout\.overlap: .*>= 0"),
         (
+            {"layout": {"grid": "2x2", "overlap": 4, "flip_y": True}},
+            r"layout: .*flip_y turn the positions of a CSV; a grid is numbered by --order",
+        ),
+        (
             {"output": {"path": "o.h5", "compression": "snappy"}},
             r"output\.compression: .*allowed: none, gzip",
         ),

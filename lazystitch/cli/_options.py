@@ -116,6 +116,9 @@ INPUT_FLAGS = (
     Flag("--grid", "layout.grid", "ROWSxCOLS"),
     Flag("--overlap", "layout.overlap", "V|Y,X"),
     Flag("--positions", "layout.positions", "CSV"),
+    Flag("--swap-xy", "layout.swap_xy"),
+    Flag("--flip-y", "layout.flip_y"),
+    Flag("--flip-x", "layout.flip_x"),
 )
 CLUSTER_FLAGS = (
     Flag("--cluster", "cluster.kind", shown_default="local (address with --scheduler)"),
@@ -131,6 +134,7 @@ CLUSTER_FLAGS = (
 REGISTER_FLAGS = (
     Flag("--max-shift", "registration.max_shift", "PX", shown_default="20 px or 5% of the tile"),
     Flag("--report", "registration.report", "DIR"),
+    Flag("--allow-unlinked", "registration.allow_unlinked"),
 )
 STITCH_FLAGS = (
     *INPUT_FLAGS,

@@ -3,6 +3,7 @@
 from lazystitch.layout._layout import (
     Layout,
     grid_layout,
+    orient_positions,
     overlap_px,
     positions_from_csv,
     positions_layout,
@@ -12,6 +13,7 @@ from lazystitch.layout._layout import (
 __all__ = [
     "Layout",
     "grid_layout",
+    "orient_positions",
     "overlap_px",
     "positions_from_csv",
     "positions_layout",

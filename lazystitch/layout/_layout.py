@@ -17,6 +17,7 @@ from lazystitch.errors import ConfigError, LayoutError
 __all__ = [
     "Layout",
     "grid_layout",
+    "orient_positions",
     "overlap_px",
     "positions_from_csv",
     "positions_layout",
@@ -222,16 +223,51 @@ def read_positions_csv(path: str | Path) -> tuple[list[TileKey], np.ndarray]:
     return keys, np.array(values, dtype=np.float64)
 
 
+AXES = ("swap_xy", "flip_y", "flip_x")
+"""How stage positions turn into the image's axes, in the order they apply."""
+
+
+def orient_positions(
+    positions: np.ndarray, *, swap_xy: bool = False, flip_y: bool = False, flip_x: bool = False
+) -> np.ndarray:
+    """Stage positions (y, x) in the image's axes: y and x exchanged first (``swap_xy``), then
+    y and/or x negated (``flip_y``, ``flip_x``: that stage axis runs against the image's, e.g.
+    row 0 at the bottom). ASHLAR's ``--flip-y``/``--flip-x`` answer the same mix-ups.
+
+    Examples
+    --------
+    >>> orient_positions(np.array([[0.0, 5.0], [10.0, 5.0]]), flip_y=True).tolist()
+    [[-0.0, 5.0], [-10.0, 5.0]]
+    """
+    out = np.array(positions, dtype=np.float64).reshape(-1, 2)
+    if swap_xy:
+        out = out[:, ::-1].copy()
+    if flip_y:
+        out[:, 0] = -out[:, 0]
+    if flip_x:
+        out[:, 1] = -out[:, 1]
+    return out
+
+
 def positions_layout(
-    keys: Sequence[TileKey], positions: np.ndarray, tile_yx: tuple[int, int], source: str | Path
+    keys: Sequence[TileKey],
+    positions: np.ndarray,
+    tile_yx: tuple[int, int],
+    source: str | Path,
+    *,
+    swap_xy: bool = False,
+    flip_y: bool = False,
+    flip_x: bool = False,
 ) -> Layout:
-    """A layout from explicit positions (e.g. the output of :func:`read_positions_csv`)."""
+    """A layout from explicit positions (e.g. the output of :func:`read_positions_csv`), turned
+    into the image's axes by :func:`orient_positions`."""
+    axes = {"swap_xy": swap_xy, "flip_y": flip_y, "flip_x": flip_x}
     return Layout(
         keys=tuple(keys),
-        positions=positions,
+        positions=orient_positions(positions, **axes),
         tile_yx=tile_yx,
         kind="positions",
-        description={"kind": "positions", "csv": str(source)},
+        description={"kind": "positions", "csv": str(source), "axes": axes},
     )
 
 

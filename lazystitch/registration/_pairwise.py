@@ -277,7 +277,10 @@ def _best(
     best = None
     for t in _candidates(a, b, g, max_shift):
         oa, ob = _overlap(a.bp, b.bp, t)
-        score = ncc(oa, ob) if oa.size >= min_overlap_px else float("nan")
+        # strips of unequal size (a layout whose neighbours are not where the keys say, e.g.
+        # row 0 at the bottom) can leave b nothing under a part of a: no score there
+        enough = oa.size >= min_overlap_px and ob.shape == oa.shape
+        score = ncc(oa, ob) if enough else float("nan")
         if math.isfinite(score) and (best is None or score > best[0]):
             best = (score, t)
     return best

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from lazystitch._typing import TileKey
 from lazystitch.cluster import active_client
-from lazystitch.errors import ConfigError, LayoutError
+from lazystitch.errors import ConfigError, LayoutError, LazystitchWarning, UnlinkedTilesError
 from lazystitch.io import TileSet
 from lazystitch.layout import Layout
 from lazystitch.registration._global import GlobalSolution, solve_positions
@@ -89,6 +90,7 @@ class Registration:
     max_shift: float
     bytes_read: int = 0
     strip_bytes: int = 0
+    warnings: tuple[str, ...] = ()
 
     @property
     def read_amplification(self) -> float:
@@ -152,6 +154,7 @@ class Registration:
                 label: labels.count(label) for label in ("registered", "stage-model", "isolated")
             }
             | {"pairs": len(self.pairs), "pairs_accepted": int(sum(sol.accepted))},
+            "warnings": list(self.warnings),
             "pairs": [
                 {
                     "a": list(p.a),
@@ -212,6 +215,7 @@ def register(
     max_shift: float | None = None,
     max_residual: float = 2.0,
     check_layout: bool = True,
+    allow_unlinked: bool = False,
 ) -> Registration:
     """Find the tiles' true positions from their overlaps.
 
@@ -228,12 +232,19 @@ def register(
     check_layout : bool
         When a whole group of a grid's links fails (one direction, or every other row), try
         the usual mix-ups (mirrored, snake, swapped) and raise
-        :class:`~lazystitch.errors.LayoutError` naming the fix if one of them fits.
+        :class:`~lazystitch.errors.LayoutError` naming the fix if one of them fits (for a
+        positions layout: its stage axes flipped or exchanged).
+    allow_unlinked : bool
+        When fewer than half the tiles are registered (the rest placed by the stage model or
+        left in islands), warn and record it in the report instead of raising.
 
     Raises
     ------
     LayoutError
-        If the grid looks mixed up (see ``check_layout``).
+        If the layout looks mixed up (see ``check_layout``).
+    UnlinkedTilesError
+        If fewer than half the tiles are registered and ``allow_unlinked`` is False; the
+        registration is in its ``.registration`` (to write its report).
 
     Returns
     -------
@@ -271,7 +282,35 @@ def register(
         kind="registered",
         description={**layout.description, "registered": True, "max_shift": max_shift},
     )
-    return Registration(registered, sol, pairs, threshold, null, max_shift, *reads)
+    unlinked = _unlinked(sol.labels, sum(sol.accepted), len(pairs))
+    result = Registration(
+        registered, sol, pairs, threshold, null, max_shift, *reads,
+        warnings=(unlinked,) if unlinked else (),
+    )  # fmt: skip
+    if unlinked and not allow_unlinked:
+        raise UnlinkedTilesError(
+            f"{unlinked}; pass --allow-unlinked (registration.allow_unlinked: true) to fuse "
+            "them there anyway",
+            result,
+        )
+    if unlinked:
+        warnings.warn(unlinked, LazystitchWarning, stacklevel=2)
+    return result
+
+
+def _unlinked(labels: list[str], accepted: int, pairs: int) -> str | None:
+    """Why the registration cannot be trusted, when fewer than half the tiles are registered
+    (a scrambled layout, the wrong overlap, or little content in the overlaps); else None."""
+    n, ok = len(labels), labels.count("registered")
+    if n < 2 or 2 * ok >= n:
+        return None
+    return (
+        f"only {ok} of {n} tiles were registered on their overlaps ({labels.count('stage-model')} "
+        f"placed by the stage model, {labels.count('isolated')} isolated; {accepted} of {pairs} "
+        "links accepted): most tiles would sit where the layout guesses, not where the "
+        "images match. Check the overlap, the tile order and the positions' axes (the "
+        "report's pairs say why each link was refused)"
+    )
 
 
 def _measure(

@@ -162,7 +162,9 @@ def test_cli_register_csv_feeds_stitch_and_stitch_register_matches_ground_truth(
 
 
 def test_reads_only_the_strips_where_the_tiff_layout_allows(tmp_path):
-    s = make_registration_tiles(tmp_path, grid=(3, 3), tile_yx=(256, 256), overlap=0.1, seed=5)
+    s = make_registration_tiles(
+        tmp_path, grid=(3, 3), tile_yx=(256, 256), overlap=0.1, jitter=4, seed=5
+    )  # within max_shift: every link found, so both runs read every strip's pair
     contiguous = open_tiles_pattern(s.pattern, s.true_positions)
     layout = grid_layout(3, 3, contiguous.tile_yx, s.overlap_px)
     plain = register(contiguous, layout, max_shift=10, check_layout=False)
@@ -203,3 +205,66 @@ def test_starrynight_distinct_pairs_agree_with_fiji():
         assert np.hypot(*(np.subtract(pairs[a, a + 1].offset, step))) <= 4, (a, step)
     accepted = dict(zip(((p.a[1], p.b[1]) for p in reg.pairs), reg.solution.accepted, strict=True))
     assert not accepted[6, 7]  # the uncertain pair is not trusted
+
+
+def _stage_csv(path, flip_y=False, swap_xy=False):
+    """MIST's true positions as a stage might have written them (y up, or y and x exchanged)."""
+    rows = list(csv.DictReader((MIST / "ground_truth_positions.csv").read_text().splitlines()))
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["row", "col", "y", "x"])
+        for r in rows:
+            y, x = float(r["y"]), float(r["x"])
+            y = 2000 - y if flip_y else y
+            w.writerow([r["row"], r["col"], *((x, y) if swap_xy else (y, x))])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mixup", "fix"),
+    [({"flip_y": True}, "--flip-y"), ({"swap_xy": True}, "--swap-xy")],
+    ids=["y up", "y and x exchanged"],
+)
+def test_cli_register_stops_on_a_turned_positions_csv_and_runs_with_the_fix(
+    tmp_path, client, mixup, fix
+):
+    stage = _stage_csv(tmp_path / "stage.csv", **mixup)
+    args = ["register", "--tiles", MIST_PATTERN, "--order", "column", "--start", "1",
+            "--positions", stage, "--scheduler", client.scheduler.address]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "lazystitch", *map(str, [*args, "--out", tmp_path / "a.csv"])],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "layout looks wrong" in proc.stderr and f"Fix: run with {fix} (" in proc.stderr
+    assert not (tmp_path / "a.csv").exists()
+    summary = _cli(*args, fix, "--out", tmp_path / "b.csv", "--json")
+    assert summary["registered"] == 25
+
+
+def test_cli_register_stops_when_most_tiles_stay_unlinked_unless_allowed(tmp_path, client):
+    # 3 x 3 tiles, 5 of them blank: at most 4 can register on their overlaps
+    blank = [(0, 1), (1, 0), (1, 1), (1, 2), (2, 1)]
+    s = make_registration_tiles(tmp_path / "t", grid=(3, 3), tile_yx=(200, 200), overlap=0.15,
+                                jitter=3, empty=blank, seed=4)  # fmt: skip
+    args = ["register", "--tiles", s.pattern, "--grid", "3x3", "--overlap", f"{s.overlap_px[0]}",
+            "--scheduler", client.scheduler.address, "--report", tmp_path / "report"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "lazystitch", *map(str, [*args, "--out", tmp_path / "a.csv"])],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "tiles were registered on their overlaps" in proc.stderr
+    assert "--allow-unlinked" in proc.stderr and not (tmp_path / "a.csv").exists()
+    report = json.loads((tmp_path / "report" / "registration.json").read_text())
+    assert report["summary"]["registered"] < 5 and report["warnings"]  # written to say why
+    proc = subprocess.run(
+        [sys.executable, "-m", "lazystitch",
+         *map(str, [*args, "--allow-unlinked", "--out", tmp_path / "b.csv"])],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "tiles were registered on their overlaps" in proc.stderr  # said, not silent
+    assert (tmp_path / "b.csv").exists()
+    report = json.loads((tmp_path / "report" / "registration.json").read_text())
+    assert any("were registered" in w for w in report["warnings"])
