@@ -58,13 +58,14 @@ def read_tiff_region(
     out_shape = (*shape[:-2], y[1] - y[0], x[1] - x[0])
     planes = math.prod(shape[:-2])
     with reading(path):
-        if view:
-            st = os.stat(path)
-            layout = _planes_layout(os.fspath(path), st.st_size, st.st_mtime_ns, shape, dtype)
-            if layout is not None:
-                pixels = layout.view(path)[:, y[0] : y[1], x[0] : x[1]]
-                nbytes = (y[1] - y[0]) * shape[-1] * planes * dtype.itemsize
-                return pixels.reshape(out_shape), nbytes
+        st = os.stat(path)
+        layout = _planes_layout(os.fspath(path), st.st_size, st.st_mtime_ns, shape, dtype)
+        if layout is not None:
+            pixels = layout.view(path)[:, y[0] : y[1], x[0] : x[1]]
+            nbytes = (y[1] - y[0]) * shape[-1] * planes * dtype.itemsize
+            if not view:
+                pixels = pixels.astype(dtype)  # a copy, in native byte order
+            return pixels.reshape(out_shape), nbytes
         # an open file object: tifffile then resolves no path (measured: 0.3 ms an open), and
         # its descriptor maps the pixels of uncompressed pages
         with open(path, "rb") as fh, tifffile.TiffFile(fh) as tif:
