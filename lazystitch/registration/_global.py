@@ -76,7 +76,11 @@ def _solve(
 def _stage_model(
     keys: list[TileKey], pos: np.ndarray, nominal: np.ndarray, main: np.ndarray, pairs, accepted
 ) -> tuple[np.ndarray, dict]:
-    """Fit p(r, c) = origin + r * row_step + c * col_step to the main group's tiles."""
+    """Fit p(r, c) = origin + r * row_step + c * col_step to the main group's tiles.
+
+    The steps are 2-D vectors (the median accepted link of each direction), so a camera turned
+    against the stage places unlinked tiles on the turned grid; ``info`` reports that turn and
+    the scale (see :func:`_camera_turn`)."""
     idx = {k: i for i, k in enumerate(keys)}
     steps = {}
     for name, (dr, dc) in (("row_step", (1, 0)), ("col_step", (0, 1))):
@@ -105,8 +109,29 @@ def _stage_model(
         "row_step": [float(v) for v in steps["row_step"]],
         "col_step": [float(v) for v in steps["col_step"]],
         "repeatability": [float(v) for v in spread.max(axis=0)] if len(spread) else [0.0, 0.0],
+        **_camera_turn(nominal[main], pos[main]),
     }
     return model, info
+
+
+def _camera_turn(nominal: np.ndarray, pos: np.ndarray) -> dict[str, float | None]:
+    """The camera's rotation against the stage and its scale: the similarity transform that
+    best maps the nominal positions onto the registered ones (least squares over the tiles
+    given, so the stage's random errors average out over the whole grid, not one step).
+
+    ``rotation_deg`` is positive where the x axis turns towards y (clockwise on screen, y
+    pointing down); None (both) with fewer than two distinct nominal positions."""
+    none: dict[str, float | None] = {"rotation_deg": None, "scale": None}
+    if len(nominal) < 2:
+        return none
+    zn = nominal[:, 1] + 1j * nominal[:, 0]
+    zp = pos[:, 1] + 1j * pos[:, 0]
+    zn, zp = zn - zn.mean(), zp - zp.mean()
+    norm = float(np.sum(np.abs(zn) ** 2))
+    if norm == 0:
+        return none
+    a = complex(np.sum(np.conj(zn) * zp) / norm)  # scale * e^(i * angle)
+    return {"rotation_deg": math.degrees(math.atan2(a.imag, a.real)), "scale": abs(a)}
 
 
 def _most_suspect(

@@ -283,9 +283,10 @@ def register(
         description={**layout.description, "registered": True, "max_shift": max_shift},
     )
     unlinked = _unlinked(sol.labels, sum(sol.accepted), len(pairs))
+    turned = _turned(sol.stage_model.get("rotation_deg"))
     result = Registration(
         registered, sol, pairs, threshold, null, max_shift, *reads,
-        warnings=(unlinked,) if unlinked else (),
+        warnings=tuple(w for w in (unlinked, turned) if w),
     )  # fmt: skip
     if unlinked and not allow_unlinked:
         raise UnlinkedTilesError(
@@ -293,9 +294,25 @@ def register(
             "them there anyway",
             result,
         )
-    if unlinked:
-        warnings.warn(unlinked, LazystitchWarning, stacklevel=2)
+    for message in (unlinked, turned):
+        if message:
+            warnings.warn(message, LazystitchWarning, stacklevel=2)
     return result
+
+
+ROTATION_WARN_DEG = 0.5
+"""A camera turned further than this against the stage is worth a warning."""
+
+
+def _turned(rotation_deg: float | None) -> str | None:
+    if rotation_deg is None or abs(rotation_deg) <= ROTATION_WARN_DEG:
+        return None
+    return (
+        f"the camera is turned {rotation_deg:+.2f} degrees against the stage (measured from "
+        "the accepted links; positive is clockwise on screen): tiles are placed on the turned "
+        "grid, but each tile's own pixels are not rotated, so seams may show; align the "
+        "camera to the stage"
+    )
 
 
 def _unlinked(labels: list[str], accepted: int, pairs: int) -> str | None:

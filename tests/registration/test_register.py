@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import h5py
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from lazystitch.errors import LazystitchWarning
 from lazystitch.io import open_tiles, open_tiles_pattern
 from lazystitch.layout import Layout, grid_layout, positions_from_csv
 from lazystitch.registration import register
@@ -48,13 +50,27 @@ def test_synthetic_noisy_vignetted_tiles(tmp_path, client, seed):
 def test_mist_real_tiles_land_within_half_a_pixel(client):
     keys = [(r, c) for r in range(5) for c in range(5)]
     tiles = open_tiles_pattern(MIST_PATTERN, keys, start=1, order="column", grid=(5, 5))
-    reg = register(tiles, grid_layout(5, 5, tiles.tile_yx, (12, 15)))
+    layout = grid_layout(5, 5, tiles.tile_yx, (12, 15))
+    with pytest.warns(LazystitchWarning, match=r"camera is turned \+1\.3\d degrees"):
+        reg = register(tiles, layout)
     rows = list(csv.DictReader((MIST / "ground_truth_positions.csv").read_text().splitlines()))
     gt = {(int(r["row"]), int(r["col"])): (float(r["y"]), float(r["x"])) for r in rows}
     truth = np.array([gt[k] for k in reg.layout.keys])
     err = _errors(reg.layout.positions, truth, np.ones(25, bool))
     assert set(reg.labels.values()) == {"registered"}
     assert err.max() < 0.5  # MIST itself misplaces two of these tiles by ~3.6 px
+    # the camera's turn against the stage, from the ground truth by least squares (+1.365 deg)
+    assert reg.solution.stage_model["rotation_deg"] == pytest.approx(
+        _turn_deg(layout.positions, truth), abs=0.05
+    )
+
+
+def _turn_deg(nominal, truth):
+    """Rotation (degrees, x towards y) of the similarity transform nominal -> truth."""
+    zn = nominal[:, 1] + 1j * nominal[:, 0]
+    zt = truth[:, 1] + 1j * truth[:, 0]
+    zn, zt = zn - zn.mean(), zt - zt.mean()
+    return float(np.degrees(np.angle(np.sum(np.conj(zn) * zt))))
 
 
 def test_stitch2d_bse_within_2px_of_its_reference(tmp_path, client):
@@ -67,9 +83,14 @@ def test_stitch2d_bse_within_2px_of_its_reference(tmp_path, client):
         )
         ref[key] = (float(r["y"]), float(r["x"]))
     tiles = open_tiles_pattern(str(tmp_path / "t_{row}_{col}.tif"), ref)
-    reg = register(tiles, grid_layout(3, 2, tiles.tile_yx, (46, 132)))
+    layout = grid_layout(3, 2, tiles.tile_yx, (46, 132))
+    with pytest.warns(LazystitchWarning, match="camera is turned"):  # stitch2d's too (0.6 deg)
+        reg = register(tiles, layout)
     truth = np.array([ref[k] for k in reg.layout.keys])
     assert _errors(reg.layout.positions, truth, np.ones(6, bool)).max() <= 2.0
+    assert reg.solution.stage_model["rotation_deg"] == pytest.approx(
+        _turn_deg(layout.positions, truth), abs=0.1
+    )
 
 
 def test_czi_pair_within_multiview_stitcher_tolerance(client):
@@ -268,3 +289,46 @@ def test_cli_register_stops_when_most_tiles_stay_unlinked_unless_allowed(tmp_pat
     assert (tmp_path / "b.csv").exists()
     report = json.loads((tmp_path / "report" / "registration.json").read_text())
     assert any("were registered" in w for w in report["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("col_step", "warned"), [((0, 230), False), ((6, 230), True), ((-8, 230), True)]
+)
+def test_camera_turned_against_the_stage_is_measured_warned_and_places_blank_tiles(
+    tmp_path, client, col_step, warned
+):
+    # the stage steps (230 px) along axes turned against the camera's: tile (r, c) sits at
+    # r * row_step + c * col_step, with row_step the col_step turned by 90 degrees; (1, 2) is
+    # blank, so only the stage model can place it
+    from lazystitch.testing import specimen_image
+
+    dy, dx = col_step
+    row_step = (dx, -dy)
+    img = specimen_image((1200, 1200), seed=3)
+    true = {}
+    for r in range(4):
+        for c in range(4):
+            y, x = 60 + r * row_step[0] + c * dy, 60 + r * row_step[1] + c * dx
+            true[(r, c)] = (float(y), float(x))
+            tile = img[y : y + 256, x : x + 256]
+            if (r, c) == (1, 2):
+                tile = np.full_like(tile, int(img.mean()))
+            tifffile.imwrite(tmp_path / f"t_{r}_{c}.tif", tile)
+    tiles = open_tiles_pattern(str(tmp_path / "t_{row}_{col}.tif"), sorted(true))
+    layout = grid_layout(4, 4, tiles.tile_yx, (26, 26))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reg = register(tiles, layout)
+    model = reg.solution.stage_model
+    want = np.degrees(np.arctan2(dy, dx))
+    assert model["rotation_deg"] == pytest.approx(want, abs=0.05)
+    assert model["scale"] == pytest.approx(np.hypot(dy, dx) / 230, abs=0.002)
+    said = [str(w.message) for w in caught if "camera is turned" in str(w.message)]
+    assert bool(said) == warned and bool(reg.report()["warnings"]) == warned
+    labels = reg.labels
+    assert labels[(1, 2)] == "stage-model"
+    assert {labels[k] for k in true if k != (1, 2)} == {"registered"}
+    keys = list(reg.solution.keys)
+    got = reg.solution.positions - reg.solution.positions[keys.index((0, 0))]
+    truth = np.array([true[k] for k in keys]) - np.array(true[(0, 0)])
+    assert np.abs(got - truth).max() < 1.0  # the blank tile too, on the turned grid
