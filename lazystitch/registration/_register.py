@@ -175,11 +175,35 @@ class Registration:
                     "y": float(sol.positions[i][0]),
                     "x": float(sol.positions[i][1]),
                     "label": sol.labels[i],
+                    "why": why,
                     "residual": _num(sol.residuals[i]),
                 }
-                for i, k in enumerate(sol.keys)
+                for i, (k, why) in enumerate(zip(sol.keys, self.placement_reasons(), strict=True))
             ],
         }
+
+    def placement_reasons(self) -> list[str]:
+        """Per tile, in ``solution.keys`` order, why it is placed as it is: its accepted links,
+        or why none of its links was accepted."""
+        sol = self.solution
+        links: dict[TileKey, list[tuple[bool, str]]] = {k: [] for k in sol.keys}
+        for p, ok, why in zip(self.pairs, sol.accepted, sol.reasons, strict=True):
+            for k, other in ((p.a, p.b), (p.b, p.a)):
+                links[k].append((ok, f"({other[0]}, {other[1]}): {why or 'accepted'}"))
+        out = []
+        for k, label in zip(sol.keys, sol.labels, strict=True):
+            n_ok = sum(ok for ok, _ in links[k])
+            if label == "registered":
+                out.append(f"{n_ok} of {len(links[k])} links accepted, in the main group")
+            elif label == "isolated":
+                out.append(
+                    f"{n_ok} of {len(links[k])} links accepted, but its group is not joined to "
+                    "the main one: moved as a whole onto the stage model"
+                )
+            else:
+                refused = "; ".join(text for ok, text in links[k] if not ok) or "no neighbours"
+                out.append(f"no accepted link, placed by the stage model ({refused})")
+        return out
 
     def write_report(self, directory: str | Path) -> Path:
         """``registration.json`` and ``registration.png`` (the tile graph) in ``directory``."""

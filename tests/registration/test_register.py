@@ -45,6 +45,11 @@ def test_synthetic_noisy_vignetted_tiles(tmp_path, client, seed):
     assert labels[(1, 2)] == "stage-model"
     assert registered.sum() >= 14
     assert np.median(err[registered]) <= 0.1 and err[registered].max() <= 0.5
+    # the report says why each tile is where it is: the empty one names its four refused links
+    why = {(t["row"], t["col"]): t["why"] for t in reg.report()["tiles"]}
+    assert why[(1, 2)].startswith("no accepted link, placed by the stage model (")
+    assert all(f"({r}, {c}): " in why[(1, 2)] for r, c in ((0, 2), (2, 2), (1, 1), (1, 3)))
+    assert why[(0, 0)] == "2 of 2 links accepted, in the main group"
 
 
 def test_mist_real_tiles_land_within_half_a_pixel(client):
