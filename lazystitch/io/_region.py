@@ -131,12 +131,7 @@ def _planes_layout(
         check_unchanged(path, shape, dtype, series)
         planes = math.prod(shape[:-2])
         if len(pages) != planes or not all(
-            p is not None
-            and tuple(p.shape) == tuple(shape[-2:])
-            and p.is_contiguous
-            and p.compression == 1
-            and p.fillorder == 1
-            for p in pages
+            p is not None and tuple(p.shape) == tuple(shape[-2:]) and _stored_raw(p) for p in pages
         ):
             return None
         assert pages[0].dtype is not None  # a contiguous page has one
@@ -148,10 +143,12 @@ def _planes_layout(
         len(offsets) > 1 and stride < h * w * dt.itemsize
     ):
         return None  # unevenly spaced (or overlapping) planes: read them one by one
-    layout = _PlanesLayout(offsets[0], stride, dt, (planes, h, w))
-    if layout.end > size:
-        raise TileError(f"tile file {path} was truncated after it was checked")
-    return layout
+    return _PlanesLayout(offsets[0], stride, dt, (planes, h, w))  # view() checks the size
+
+
+def _stored_raw(page: tifffile.TiffPage) -> bool:
+    """Whether a page's pixels lie in the file as they are: uncompressed, in one run."""
+    return bool(page.is_contiguous and page.compression == 1 and page.fillorder == 1)
 
 
 class _Mapping:
@@ -189,7 +186,7 @@ def _page_window(
     """Fill ``out`` with ``window`` of a 2-D page; the bytes read."""
     (y0, y1), (x0, x1) = (window[0].start, window[0].stop), (window[1].start, window[1].stop)
     h, w = page.shape
-    if page.is_contiguous and page.compression == 1 and page.fillorder == 1:
+    if _stored_raw(page):
         assert page.dtype is not None  # a contiguous page has one
         dt = np.dtype(page.dtype).newbyteorder(tif.byteorder)
         pixels = mapped.array(int(page.dataoffsets[0]), dt, (h, w))
