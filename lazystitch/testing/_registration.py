@@ -42,6 +42,7 @@ def make_registration_tiles(
     empty: Iterable[TileKey] = (),
     seed: int = 0,
     pattern: str = "tile_r{row:03d}_c{col:03d}.tif",
+    image: np.ndarray | None = None,
 ) -> RegistrationTiles:
     """Cut uint16 tiles from one image at hidden sub-pixel positions and write them as TIFFs.
 
@@ -62,6 +63,11 @@ def make_registration_tiles(
     empty : iterable of (row, col)
         Tiles with no specimen in them: background and noise only.
     seed : int
+    image : 2-D array, optional
+        The specimen to cut the tiles from (a real image, any dtype; scaled to [0, 1] and
+        repeated periodically out to the mosaic's extent where it is smaller: not mirrored,
+        since a mirrored specimen matches the flipped strips registration uses as decoys).
+        By default a synthetic specimen (:func:`specimen_image`).
     """
     from scipy import ndimage
 
@@ -80,7 +86,10 @@ def make_registration_tiles(
         for c in range(grid[1])
     }
     full = (grid[0] * (h - oy) + oy + 2 * pad, grid[1] * (w - ox) + ox + 2 * pad)
-    image = specimen_image(full, dtype="float32", seed=seed).astype(np.float64)
+    if image is None:
+        image = specimen_image(full, dtype="float32", seed=seed).astype(np.float64)
+    else:
+        image = _scaled_repeated(image, full)
     yy, xx = np.mgrid[0:h, 0:w]
     rr = ((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2
     vignette = 1 - vignetting * rr / 2
@@ -108,3 +117,13 @@ def make_registration_tiles(
         empty=empty,
         image=image,
     )
+
+
+def _scaled_repeated(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``image`` (2-D) scaled to [0, 1] in float64 and repeated periodically out to ``shape``."""
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2:
+        raise ValueError(f"the specimen image must be 2-D, got shape {img.shape}")
+    lo, hi = np.percentile(img, [0.1, 99.9])
+    img = np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1)
+    return img[np.ix_(*(np.arange(m) % n for n, m in zip(img.shape, shape, strict=True)))]
