@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
-from skimage.registration import phase_cross_correlation
 
 from lazystitch._typing import TileKey
 
@@ -239,7 +239,8 @@ def _candidates(
     peaks of the band-passed and of the raw correlation (which first depends on the strip
     width), each with every wrap-around image inside the window, then the ``k`` highest local
     maxima of the band-passed surface inside the window. Reading the surface inside the window
-    is what lets a weak true peak beat a strong wrong one elsewhere (repeating patterns)."""
+    is what lets a weak true peak beat a strong wrong one elsewhere, then the ``k`` highest
+    of an exhaustive template match over the window (:func:`_template_ncc`)."""
     n = a.raw.shape
     bp, raw = _surfaces(a, b)
     surfaces = (bp, raw) if min(n) >= WIDE_STRIP_PX else (raw, bp)
@@ -253,21 +254,87 @@ def _candidates(
         py, px = np.unravel_index(int(np.argmax(s)), n)
         for ky, kx in itertools.product((0, -1, 1), repeat=2):
             add((int(py) + ky * n[0], int(px) + kx * n[1]))
+    ranges = _window(g, max_shift)
+    if all(len(r) for r in ranges):
+        for t in _top_peaks(bp[np.ix_(ranges[0] % n[0], ranges[1] % n[1])], ranges, k):
+            add(t)
+        template_ncc = _template_ncc(a, b.bp, ranges)
+        if template_ncc is not None:
+            for t in _top_peaks(template_ncc, ranges, k):
+                add(t)
+    return out
+
+
+def _window(g: PairGeometry, max_shift: float) -> list[np.ndarray]:
+    """Per axis, the integer shifts t (b moved by t onto a) within ``max_shift`` of nominal."""
     ranges = []
     for axis in range(2):
         centre = g.nominal[axis] - g.base[axis]
         lo, hi = math.ceil(centre - max_shift), math.floor(centre + max_shift)
         ranges.append(np.arange(lo, hi + 1))
-    if all(len(r) for r in ranges):
-        from scipy.ndimage import maximum_filter
+    return ranges
 
-        window = bp[np.ix_(ranges[0] % n[0], ranges[1] % n[1])]
-        is_peak = window == maximum_filter(window, size=3, mode="nearest")
-        flat = np.flatnonzero(is_peak)
-        for i in flat[np.argsort(window.ravel()[flat])[::-1][:k]]:
-            r, c = np.unravel_index(i, window.shape)
-            add((int(ranges[0][r]), int(ranges[1][c])))
+
+def _top_peaks(surface: np.ndarray, ranges: list[np.ndarray], k: int) -> list[tuple[int, int]]:
+    """The shifts of the ``k`` highest local maxima (3 x 3) of a surface over the window."""
+    from scipy.ndimage import maximum_filter
+
+    is_peak = surface == maximum_filter(surface, size=3, mode="nearest")
+    flat = np.flatnonzero(is_peak)
+    out = []
+    for i in flat[np.argsort(surface.ravel()[flat])[::-1][:k]]:
+        r, c = np.unravel_index(i, surface.shape)
+        out.append((int(ranges[0][r]), int(ranges[1][c])))
     return out
+
+
+TEMPLATE_MIN_PX = 8
+"""The exhaustive NCC search needs a template at least this many px on each side."""
+
+
+def _box_sums(x: np.ndarray, shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray):
+    """Sums of ``x`` over the ``shape`` windows whose corners are at ``rows`` x ``cols``."""
+    c = np.zeros((x.shape[0] + 1, x.shape[1]))
+    np.cumsum(x, axis=0, out=c[1:])
+    strips = c[rows + shape[0]] - c[rows]  # each window's rows, summed, for every column
+    c = np.zeros((len(rows), x.shape[1] + 1))
+    np.cumsum(strips, axis=1, out=c[:, 1:])
+    return c[:, cols + shape[1]] - c[:, cols]
+
+
+def _template_ncc(a: _Strip, b: np.ndarray, ranges: list[np.ndarray]) -> np.ndarray | None:
+    """The NCC of a fixed part of strip b against strip a, for every shift of the window.
+
+    The part of b that stays inside a whatever the shift (rows ``-lo .. H - hi`` for shifts
+    ``lo .. hi``) is slid over a: template matching (as ``skimage.feature.match_template``
+    does it, but only over the window and from a's spectrum, which is already at hand, so a
+    pair costs two small FFTs instead of ~30 ms). An exhaustive search whose score is the
+    overlap's NCC itself, so a true match with a weak phase-correlation peak (smooth or sparse
+    content, whose whitened peak drowns in noise or in the strips' edges; a repeating pattern,
+    whose whitened peaks sit on the pattern) is still found. None where that part is too small
+    (a window as wide as the overlap) or flat.
+    """
+    n = a.bp.shape
+    q0 = [max(0, -int(r[0])) for r in ranges]
+    q1 = [min(n[i], n[i] - int(r[-1])) for i, r in enumerate(ranges)]
+    if any(q1[i] - q0[i] < TEMPLATE_MIN_PX for i in range(2)):
+        return None
+    t = b[q0[0] : q1[0], q0[1] : q1[1]].astype(np.float64)
+    t -= t.mean()
+    ssd = float(np.vdot(t, t))
+    if not ssd > 0:
+        return None
+    padded = np.zeros(n, np.float32)
+    padded[: t.shape[0], : t.shape[1]] = t
+    # circular correlation; the template's corner at P = t + q0 never wraps inside the window
+    xcorr = sfft.ifft2(a.bp_f * np.conj(sfft.fft2(padded))).real
+    rows, cols = ranges[0] + q0[0], ranges[1] + q0[1]
+    x = a.bp.astype(np.float64)
+    s1 = _box_sums(x, t.shape, rows, cols)
+    s2 = _box_sums(x * x, t.shape, rows, cols)
+    var = np.maximum(s2 - s1 * s1 / t.size, 0.0) * ssd
+    with np.errstate(all="ignore"):
+        return np.where(var > 0, xcorr[np.ix_(rows, cols)] / np.sqrt(var), -1.0)
 
 
 def _best(
@@ -286,32 +353,99 @@ def _best(
     return best
 
 
-def _sub_pixel(a: _Strip, b: _Strip, t: tuple[int, int], upsample: int) -> np.ndarray:
-    """Integer shift t refined to sub-pixel by scikit-image's upsampled phase correlation of
-    the whole strips, band-passed and raw (from their spectra; the band-passed first when the
-    strips are wide). The first estimate that rounds to t (or to one of its wrap-around
-    images) wins, else the first within a pixel of it; failing both, the phase correlation of
-    the overlap at t."""
-    n = np.array(a.raw.shape)
-    wide = min(n) >= WIDE_STRIP_PX
-    spectra = [(a.bp_f, b.bp_f), (a.raw_f, b.raw_f)]
-    near = []
-    for fa, fb in spectra if wide else spectra[::-1]:
-        with np.errstate(all="ignore"):
-            shift = phase_cross_correlation(fa, fb, upsample_factor=upsample, space="fourier")[0]
-        shift = shift + n * np.round((np.array(t) - shift) / n)
-        if np.array_equal(np.round(shift), t):
-            return shift
-        near.append(shift)
-    for shift in near:
-        if np.all(np.abs(shift - t) <= 1.0):
-            return shift
-    oa, ob = _overlap(a.bp if wide else a.raw, b.bp if wide else b.raw, t)
-    sub = np.zeros(2)
-    if min(oa.shape) >= 8:
-        with np.errstate(all="ignore"):
-            sub = phase_cross_correlation(oa, ob, upsample_factor=upsample)[0]
-    return np.array(t) + (sub if np.all(np.abs(sub) <= 1.0) else 0.0)
+SUB_PIXEL_COARSE_PX = 4.0
+"""The band-pass's coarse width for the sub-pixel fit: a sharper NCC peak than the search's."""
+
+
+def _ncc_grid(
+    filtered: tuple[np.ndarray, np.ndarray],
+    raw: tuple[np.ndarray, np.ndarray],
+    t: tuple[int, int],
+    edge: int,
+) -> np.ndarray:
+    """The NCC of strips a and b at the 3 x 3 integer shifts around t, all on the same pixels
+    of a, so that the nine values differ by the shift alone, not by which pixels the overlap
+    gains or loses at its edges: the band-passed strips on the overlap at t less ``edge`` px
+    along every edge of either strip (the band-pass's reach, where a's and b's filtered pixels
+    differ though the specimen is the same); where that leaves less than ``2 * edge`` px (a
+    narrow overlap: too few columns for a steady fit), the raw strips on the overlap less a
+    1-px border."""
+    (h, w), (ty, tx) = filtered[0].shape, t
+    box = [max(0, ty) + 1, min(h, h + ty) - 1, max(0, tx) + 1, min(w, w + tx) - 1]
+    inner = [
+        max(box[0], edge, ty + edge),
+        min(box[1], h - edge, h + ty - edge),
+        max(box[2], edge, tx + edge),
+        min(box[3], w - edge, w + tx - edge),
+    ]
+    a, b = filtered
+    if min(inner[1] - inner[0], inner[3] - inner[2]) >= 2 * edge:
+        box = inner
+    else:
+        a, b = raw
+    y0, y1, x0, x1 = box
+    out = np.full((3, 3), np.nan)
+    if min(y1 - y0, x1 - x0) < TEMPLATE_MIN_PX:
+        return out
+    part = a[y0:y1, x0:x1].astype(np.float64)
+    part -= part.mean()
+    norm = math.sqrt(float(np.vdot(part, part)))
+    for i, j in itertools.product(range(3), repeat=2):
+        dy, dx = ty + i - 1, tx + j - 1
+        other = b[y0 - dy : y1 - dy, x0 - dx : x1 - dx].astype(np.float64)
+        other -= other.mean()
+        den = norm * math.sqrt(float(np.vdot(other, other)))
+        out[i, j] = float(np.vdot(part, other)) / den if den > 0 else np.nan
+    return out
+
+
+_QUADRATIC = np.linalg.pinv(
+    np.array(
+        [[1, dy, dx, dy * dy, dx * dx, dy * dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)],
+        dtype=np.float64,
+    )
+)
+"""Least squares of a quadratic surface through 3 x 3 samples: coefficients = this @ samples."""
+
+
+def _sub_pixel(
+    a: _Strip, b: _Strip, t: tuple[int, int], inside: Callable[[tuple[int, int]], bool]
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Integer shift t refined to sub-pixel on the NCC of the overlap itself.
+
+    The strips are band-passed again with a coarse width of :data:`SUB_PIXEL_COARSE_PX`
+    (sharper than the search's, so the peak is narrow), the shift climbs to the neighbouring
+    integer shift while one correlates better and lies ``inside`` the window (the search's
+    broader band-pass can prefer a shift a pixel or a few off, on smooth or slowly varying
+    content), and a quadratic surface fitted to the 3 x 3 NCC values around it
+    (:func:`_ncc_grid`, least squares) gives the maximum. On tiles cut from real images at
+    known offsets this is 2-7 times closer to the truth than scikit-image's upsampled phase
+    correlation of the strips, whose whitened peak the strips' edges and smooth content pull
+    towards whole pixels. Returns the shift and its integer part.
+    """
+    coarse = min(SUB_PIXEL_COARSE_PX, float(np.clip(min(a.raw.shape) / 6, 2.0, 8.0)))
+    filtered = (band_pass(a.raw, coarse=coarse), band_pass(b.raw, coarse=coarse))
+    edge = math.ceil(2 * coarse)
+    t = (int(t[0]), int(t[1]))
+    seen = {t}  # the region (filtered or raw) depends on t: no shift is visited twice
+    while True:
+        values = _ncc_grid(filtered, (a.raw, b.raw), t, edge)
+        if not np.all(np.isfinite(values)):
+            return np.array(t, dtype=np.float64), t
+        i, j = np.unravel_index(int(np.argmax(values)), (3, 3))
+        step = (t[0] + int(i) - 1, t[1] + int(j) - 1)
+        if not values[i, j] > values[1, 1] or step in seen or not inside(step):
+            break
+        seen.add(step)
+        t = step
+    c = _QUADRATIC @ values.ravel()
+    hessian = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
+    fine = np.zeros(2)
+    if np.all(np.linalg.eigvalsh(hessian) < 0):  # a maximum, not a saddle or a ridge
+        fine = np.linalg.solve(hessian, -c[1:3])
+        if not np.all(np.abs(fine) <= 1.0):
+            fine = np.zeros(2)
+    return np.array(t, dtype=np.float64) + fine, t
 
 
 # deliberately wrong pairings of a pair's strips: b turned by 180 degrees, flipped, mirrored
@@ -328,17 +462,17 @@ def register_strips(
     geometry: PairGeometry,
     *,
     max_shift: float,
-    upsample: int = 20,
     min_overlap_px: int = 64,
     decoys: int = 0,
 ) -> PairShift | tuple[PairShift, list[float]]:
     """Measure the offset of b relative to a from their strips (2-D, equal shape).
 
     Candidates: the peaks of the phase correlation of the raw and of the band-passed strips,
-    with their wrap-around images, and the strongest peaks of the band-passed correlation
-    surface inside the window of shifts within ``max_shift`` of the nominal offset. Each is
-    scored by the NCC of the actual (band-passed) overlap; the best one wins and is refined to
-    sub-pixel by ``skimage.registration.phase_cross_correlation``.
+    with their wrap-around images, the strongest peaks of the band-passed correlation surface
+    inside the window of shifts within ``max_shift`` of the nominal offset, and the strongest
+    peaks of an exhaustive template match (NCC) over that window. Each is scored by the NCC of
+    the actual (band-passed) overlap; the best one wins, climbs to the best-correlating
+    neighbouring shift and is refined to sub-pixel by a quadratic fit of the NCC around it.
 
     With ``decoys=k`` (1 to 3) also return the scores that the very same search reaches on ``k``
     deliberately wrong pairings (b's strip turned by 180 degrees, flipped, mirrored): samples
@@ -362,7 +496,11 @@ def register_strips(
         shift = failed(f"no offset within max_shift={max_shift} px of the nominal one correlates")
     else:
         score, t = best
-        fine = _sub_pixel(a, b, t, upsample)
+        fine, climbed = _sub_pixel(a, b, t, lambda u: _in_window(u, g, max_shift))
+        if climbed != t:  # the score of the offset reported
+            oa, ob = _overlap(a.bp, b.bp, climbed)
+            if oa.size >= min_overlap_px and ob.shape == oa.shape:
+                score = ncc(oa, ob)
         offset = (g.base[0] + float(fine[0]), g.base[1] + float(fine[1]))
         shift = PairShift(g.a, g.b, g.nominal, offset, score)
     null = []
