@@ -258,10 +258,11 @@ def _candidates(
     if all(len(r) for r in ranges):
         for t in _top_peaks(bp[np.ix_(ranges[0] % n[0], ranges[1] % n[1])], ranges, k):
             add(t)
-        template_ncc = _template_ncc(a, b.bp, ranges)
-        if template_ncc is not None:
-            for t in _top_peaks(template_ncc, ranges, k):
-                add(t)
+        for pa, fa, pb in ((a.bp, a.bp_f, b.bp), (a.raw, a.raw_f, b.raw)):
+            template_ncc = _template_ncc(pa, fa, pb, ranges)
+            if template_ncc is not None:
+                for t in _top_peaks(template_ncc, ranges, k):
+                    add(t)
     return out
 
 
@@ -288,6 +289,9 @@ def _top_peaks(surface: np.ndarray, ranges: list[np.ndarray], k: int) -> list[tu
     return out
 
 
+AMBIGUOUS = 0.8
+"""Candidates whose band-passed score is at least this fraction of the best are a tie."""
+
 TEMPLATE_MIN_PX = 8
 """The exhaustive NCC search needs a template at least this many px on each side."""
 
@@ -302,7 +306,9 @@ def _box_sums(x: np.ndarray, shape: tuple[int, int], rows: np.ndarray, cols: np.
     return c[:, cols + shape[1]] - c[:, cols]
 
 
-def _template_ncc(a: _Strip, b: np.ndarray, ranges: list[np.ndarray]) -> np.ndarray | None:
+def _template_ncc(
+    a: np.ndarray, a_f: np.ndarray, b: np.ndarray, ranges: list[np.ndarray]
+) -> np.ndarray | None:
     """The NCC of a fixed part of strip b against strip a, for every shift of the window.
 
     The part of b that stays inside a whatever the shift (rows ``-lo .. H - hi`` for shifts
@@ -314,7 +320,7 @@ def _template_ncc(a: _Strip, b: np.ndarray, ranges: list[np.ndarray]) -> np.ndar
     whose whitened peaks sit on the pattern) is still found. None where that part is too small
     (a window as wide as the overlap) or flat.
     """
-    n = a.bp.shape
+    n = a.shape
     q0 = [max(0, -int(r[0])) for r in ranges]
     q1 = [min(n[i], n[i] - int(r[-1])) for i, r in enumerate(ranges)]
     if any(q1[i] - q0[i] < TEMPLATE_MIN_PX for i in range(2)):
@@ -327,9 +333,9 @@ def _template_ncc(a: _Strip, b: np.ndarray, ranges: list[np.ndarray]) -> np.ndar
     padded = np.zeros(n, np.float32)
     padded[: t.shape[0], : t.shape[1]] = t
     # circular correlation; the template's corner at P = t + q0 never wraps inside the window
-    xcorr = sfft.ifft2(a.bp_f * np.conj(sfft.fft2(padded))).real
+    xcorr = sfft.ifft2(a_f * np.conj(sfft.fft2(padded))).real
     rows, cols = ranges[0] + q0[0], ranges[1] + q0[1]
-    x = a.bp.astype(np.float64)
+    x = a.astype(np.float64)
     s1 = _box_sums(x, t.shape, rows, cols)
     s2 = _box_sums(x * x, t.shape, rows, cols)
     var = np.maximum(s2 - s1 * s1 / t.size, 0.0) * ssd
@@ -340,17 +346,28 @@ def _template_ncc(a: _Strip, b: np.ndarray, ranges: list[np.ndarray]) -> np.ndar
 def _best(
     a: _Strip, b: _Strip, g: PairGeometry, max_shift: float, min_overlap_px: int
 ) -> tuple[float, tuple[int, int]] | None:
-    """The candidate shift whose band-passed overlap correlates best (the earlier on a tie)."""
-    best = None
+    """The candidate shift whose band-passed overlap correlates best; among those within
+    :data:`AMBIGUOUS` of the best, the one whose raw overlap correlates best."""
+    scored = []
     for t in _candidates(a, b, g, max_shift):
         oa, ob = _overlap(a.bp, b.bp, t)
         # strips of unequal size (a layout whose neighbours are not where the keys say, e.g.
         # row 0 at the bottom) can leave b nothing under a part of a: no score there
         enough = oa.size >= min_overlap_px and ob.shape == oa.shape
         score = ncc(oa, ob) if enough else float("nan")
-        if math.isfinite(score) and (best is None or score > best[0]):
-            best = (score, t)
-    return best
+        if math.isfinite(score):
+            scored.append((score, t))
+    if not scored:
+        return None
+    best = max(scored, key=lambda st: st[0])  # the earlier on a tie
+    close = [(score, t) for score, t in scored if score >= AMBIGUOUS * best[0]]
+    if best[0] <= 0 or len(close) < 2:
+        return best
+    # several shifts correlate about as well once band-passed (a fine repeating pattern, such
+    # as squared paper, matches one period off): the coarse content of the raw strips decides
+    raw = [ncc(*_overlap(a.raw, b.raw, t)) for _, t in close]
+    raw = [r if math.isfinite(r) else -np.inf for r in raw]
+    return close[int(np.argmax(raw))]
 
 
 SUB_PIXEL_COARSE_PX = 4.0
