@@ -436,7 +436,7 @@ def _sub_pixel(
     broader band-pass can prefer a shift a pixel or a few off, on smooth or slowly varying
     content), and a quadratic surface fitted to the 3 x 3 NCC values around it
     (:func:`_ncc_grid`, least squares) gives the maximum. On tiles cut from real images at
-    known offsets this is 2-7 times closer to the truth than scikit-image's upsampled phase
+    known offsets this is 2.6-17 times closer to the truth than scikit-image's upsampled phase
     correlation of the strips, whose whitened peak the strips' edges and smooth content pull
     towards whole pixels. Returns the shift and its integer part.
     """
