@@ -4,6 +4,7 @@ inconsistent links, and a stage model for tiles that no accepted link places."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -163,7 +164,7 @@ def solve_positions(
     nominal: np.ndarray,
     pairs: list[PairShift],
     *,
-    threshold: float,
+    threshold: float | Sequence[float],
     max_residual: float = 2.0,
 ) -> GlobalSolution:
     """Place every tile from the pairwise offsets.
@@ -174,8 +175,9 @@ def solve_positions(
     nominal : ndarray of shape (n_tiles, 2)
         Nominal (stage or grid) top-left positions.
     pairs : list of PairShift
-    threshold : float
-        Pairs scoring below it (NCC) are rejected before the solve.
+    threshold : float or sequence of float
+        Pairs scoring below it (NCC; one for all, or one per pair) are rejected before the
+        solve.
     max_residual : float
         Links whose residual after the solve exceeds this many px are dropped, worst first, and
         the solve repeated.
@@ -185,13 +187,18 @@ def solve_positions(
     nominal = np.asarray(nominal, dtype=np.float64)
     accepted: list[bool] = []
     reasons: list[str | None] = []
-    for p in pairs:
+    limits = (
+        [float(threshold)] * len(pairs)
+        if isinstance(threshold, int | float)
+        else [float(t) for t in threshold]
+    )
+    for p, limit in zip(pairs, limits, strict=True):
         if not p.ok:
             accepted.append(False)
             reasons.append(f"failed: {p.error}")
-        elif p.score < threshold:
+        elif p.score < limit:
             accepted.append(False)
-            reasons.append(f"score {p.score:.3f} below threshold {threshold:.3f}")
+            reasons.append(f"score {p.score:.3f} below threshold {limit:.3f}")
         else:
             accepted.append(True)
             reasons.append(None)

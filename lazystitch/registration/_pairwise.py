@@ -332,8 +332,10 @@ def _template_ncc(
         return None
     padded = np.zeros(n, np.float32)
     padded[: t.shape[0], : t.shape[1]] = t
-    # circular correlation; the template's corner at P = t + q0 never wraps inside the window
-    xcorr = sfft.ifft2(a_f * np.conj(sfft.fft2(padded))).real
+    # circular correlation; the template's corner at P = t + q0 never wraps inside the window.
+    # Real input: the first half of a's full spectrum along the last axis is its rfft2
+    half = n[1] // 2 + 1
+    xcorr = sfft.irfft2(a_f[:, :half] * np.conj(sfft.rfft2(padded)), s=n)
     rows, cols = ranges[0] + q0[0], ranges[1] + q0[1]
     x = a.astype(np.float64)
     s1 = _box_sums(x, t.shape, rows, cols)

@@ -232,6 +232,37 @@ def _compute(tasks: list) -> list:
     return client.gather(client.compute(tasks))
 
 
+OWN_DECOY_MARGIN = 0.2
+"""How far (NCC) a pair must beat its own decoys to be accepted below the global threshold."""
+
+FLOOR_MADS = 6.0
+"""The floor no pair is accepted under: the null's median plus this many of its robust SDs."""
+
+
+def pair_thresholds(threshold: float, null: list[float], own: list[float]) -> list[float]:
+    """Each pair's acceptance threshold: the global one (the null's 99th percentile), or
+    lower for a pair that beats its own decoys by :data:`OWN_DECOY_MARGIN` and clears a
+    robust floor (the null's median plus :data:`FLOOR_MADS` robust standard deviations).
+
+    Strips whose content looks alike turned or flipped (a straight edge along the strip, a
+    smooth round border) let their decoys score high, and with them the 99th percentile of
+    the whole null, which then refuses real links of ordinary content elsewhere (a fundus
+    photograph: links at 0.62-0.79 under a threshold of 0.82, set by decoys at 0.66-0.88 of
+    four other pairs, while their own decoys reached 0.07-0.26). Each pair is held to what
+    its own content does on a wrong pairing; the floor keeps a pair whose decoys all failed
+    by chance from passing on noise.
+    """
+    if not null:
+        return [threshold] * len(own)
+    median = float(np.median(null))
+    floor = median + FLOOR_MADS * 1.4826 * float(np.median(np.abs(np.asarray(null) - median)))
+    out = []
+    for o in own:
+        lower = max(floor, o + OWN_DECOY_MARGIN) if math.isfinite(o) else threshold
+        out.append(min(threshold, lower))
+    return out
+
+
 def register(
     tiles: TileSet,
     layout: Layout,
@@ -281,19 +312,24 @@ def register(
     percentile of the scores that the very same search reaches on deliberately wrong pairings
     (each pair's b strip turned by 180 degrees; also flipped and mirrored when there are fewer
     than 50 pairs), so it adapts to the data the way ASHLAR's permutation test over non-adjacent
-    tiles does, without reading any extra tile.
+    tiles does, without reading any extra tile. A pair may also pass below it against its own
+    decoys (:func:`pair_thresholds`).
     """
     check_max_shift(max_shift, layout.tile_yx)
     max_shift = float(max_shift if max_shift is not None else default_max_shift(layout.tile_yx))
-    pairs, null, reads = _measure(tiles, layout, max_shift)
+    pairs, null, own, reads = _measure(tiles, layout, max_shift)
     threshold = float(np.percentile(null, 99)) if null else 0.0
     sol = solve_positions(
-        list(layout.keys), layout.positions, pairs, threshold=threshold, max_residual=max_residual
+        list(layout.keys),
+        layout.positions,
+        pairs,
+        threshold=pair_thresholds(threshold, null, own),
+        max_residual=max_residual,
     )
     if check_layout:
 
         def trial(alt_tiles: TileSet, alt_layout: Layout) -> tuple[int, int]:
-            alt_pairs, _, _ = _measure(alt_tiles, alt_layout, max_shift, null=False)
+            alt_pairs, *_ = _measure(alt_tiles, alt_layout, max_shift, null=False)
             return sum(p.ok and p.score >= threshold for p in alt_pairs), len(alt_pairs)
 
         advice = suspect_layout(tiles, layout, pairs, threshold, trial)
@@ -356,9 +392,10 @@ def _unlinked(labels: list[str], accepted: int, pairs: int) -> str | None:
 
 def _measure(
     tiles: TileSet, layout: Layout, max_shift: float, *, null: bool = True
-) -> tuple[list[PairShift], list[float], tuple[int, int]]:
-    """Every neighbouring pair's shift, (with ``null``) the null scores, and (bytes read, bytes
-    of the strips), computed on the active scheduler from partial reads of the strips."""
+) -> tuple[list[PairShift], list[float], list[float], tuple[int, int]]:
+    """Every neighbouring pair's shift, (with ``null``) the null scores and per pair the best
+    of its own decoys' scores (nan without), and (bytes read, bytes of the strips), computed
+    on the active scheduler from partial reads of the strips."""
     idx = {k: i for i, k in enumerate(layout.keys)}
     geoms = []
     for a, b in neighbour_pairs(layout):
@@ -382,8 +419,13 @@ def _measure(
     results = _compute(tasks) if tasks else []
     planes = math.prod(tiles.shape[:-2])
     strip_bytes = sum(2 * math.prod(g.strip_yx) for g in geoms) * planes * tiles.dtype.itemsize
+    own = []
+    for r in results:
+        scores = [s for s in r[1] if math.isfinite(s)]
+        own.append(max(scores) if scores else float("nan"))
     return (
         [r[0] for r in results],
         [s for r in results for s in r[1] if math.isfinite(s)],
+        own,
         (sum(r[2] for r in results), strip_bytes),
     )

@@ -1,6 +1,7 @@
 """The global solve: consistent links, rejected links, labels and the stage model."""
 
 import numpy as np
+import pytest
 
 from lazystitch.registration import PairShift, solve_positions
 
@@ -69,3 +70,19 @@ def test_an_island_is_labelled_isolated():
     pairs = _pairs(keys, truth, nominal, skip={((0, 1), (0, 2))})
     sol = solve_positions(keys, nominal, pairs, threshold=0.5)
     assert sol.labels == ["registered", "registered", "isolated", "isolated"]
+
+
+def test_each_pair_is_held_to_its_own_decoys_above_a_robust_floor():
+    from lazystitch.registration._register import pair_thresholds
+
+    # three self-similar strips' decoys lift the null's 99th percentile for everyone
+    null = [0.02, 0.04, 0.05, 0.06, 0.08] * 6 + [0.8, 0.85, 0.88]
+    threshold = float(np.percentile(null, 99))
+    own = [0.1, 0.85, float("nan"), -0.2]
+    got = pair_thresholds(threshold, null, own)
+    floor = 0.05 + 6 * 1.4826 * 0.01  # median 0.05, median absolute deviation 0.01
+    assert got[0] == pytest.approx(0.3)  # beats its own decoys by 0.2
+    assert got[1] == threshold  # its own decoys are as high as anyone's
+    assert got[2] == threshold  # no decoys of its own
+    assert got[3] == pytest.approx(floor)  # never below the robust floor
+    assert pair_thresholds(0.4, [], [0.1]) == [0.4]

@@ -80,8 +80,10 @@ def test_tiles_cut_from_real_photographs_land_within_a_tenth_of_a_pixel(
     keys = reg.layout.keys
     registered = np.array([reg.labels[k] == "registered" for k in keys])
     # the fundus's round edge runs straight along some strips, and their flipped decoys match
-    # it, which raises the acceptance threshold for all: a link or two may be refused
-    assert registered.sum() >= 7
+    # it (0.66-0.88), which lifts the null's 99th percentile above real links elsewhere
+    # (0.62-0.79): each pair is held to its own decoys, so every link stands
+    assert registered.all()
+    assert all(reg.solution.accepted)
     truth = np.array([s.true_positions[k] for k in keys])
     err = _errors(reg.layout.positions, truth, registered)[registered]
     assert np.median(err) <= 0.1
