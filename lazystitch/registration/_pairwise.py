@@ -8,6 +8,7 @@ fast (5-smooth), since a prime length (an overlap of 137 px) makes every transfo
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -188,22 +189,28 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class _Strip:
-    """A strip prepared once: raw and band-passed pixels, and the spectra of both."""
+    """A strip prepared once: raw and band-passed pixels, and the spectra of both (computed
+    when first needed: the template match needs only the first strip's, phase correlation
+    both strips')."""
 
     raw: np.ndarray
     bp: np.ndarray
-    raw_f: np.ndarray
-    bp_f: np.ndarray
 
     @classmethod
     def of(cls, pixels: np.ndarray) -> _Strip:
         raw = np.ascontiguousarray(pixels, dtype=np.float32)
-        bp = band_pass(raw)
-        return cls(raw, bp, sfft.fft2(raw), sfft.fft2(bp))
+        return cls(raw, band_pass(raw))
+
+    @functools.cached_property
+    def raw_f(self) -> np.ndarray:
+        return sfft.fft2(self.raw)
+
+    @functools.cached_property
+    def bp_f(self) -> np.ndarray:
+        return sfft.fft2(self.bp)
 
     def flipped(self, flip: tuple[slice, slice]) -> _Strip:
-        raw, bp = np.ascontiguousarray(self.raw[flip]), np.ascontiguousarray(self.bp[flip])
-        return _Strip(raw, bp, sfft.fft2(raw), sfft.fft2(bp))
+        return _Strip(np.ascontiguousarray(self.raw[flip]), np.ascontiguousarray(self.bp[flip]))
 
 
 def _surfaces(a: _Strip, b: _Strip) -> tuple[np.ndarray, np.ndarray]:
@@ -235,34 +242,44 @@ def _in_window(t: tuple[int, int], g: PairGeometry, max_shift: float) -> bool:
 def _candidates(
     a: _Strip, b: _Strip, g: PairGeometry, max_shift: float, k: int = 4
 ) -> list[tuple[int, int]]:
-    """Integer shifts t (b moved by t onto a) to score, in order of preference: the global
-    peaks of the band-passed and of the raw correlation (which first depends on the strip
-    width), each with every wrap-around image inside the window, then the ``k`` highest local
-    maxima of the band-passed surface inside the window. Reading the surface inside the window
-    is what lets a weak true peak beat a strong wrong one elsewhere, then the ``k`` highest
-    of an exhaustive template match over the window (:func:`_template_ncc`)."""
+    """Integer shifts t (b moved by t onto a) to score: the ``k`` highest local maxima of an
+    exhaustive template match over the window (:func:`_template_ncc`) of the band-passed and
+    of the raw strips. Where the window leaves too little of b for a template (``max_shift``
+    near the overlap's width), phase correlation first: the global peaks of the band-passed
+    and of the raw surface (which first depends on the strip width), each with every
+    wrap-around image inside the window, then the ``k`` highest local maxima of the
+    band-passed surface inside the window, then whichever template match there is."""
     n = a.raw.shape
-    bp, raw = _surfaces(a, b)
-    surfaces = (bp, raw) if min(n) >= WIDE_STRIP_PX else (raw, bp)
     out: list[tuple[int, int]] = []
 
     def add(t: tuple[int, int]) -> None:
         if t not in out and _in_window(t, g, max_shift):
             out.append(t)
 
+    ranges = _window(g, max_shift)
+    templates = []
+    if all(len(r) for r in ranges):
+        for pa, fa, pb in ((a.bp, a.bp_f, b.bp), (a.raw, a.raw_f, b.raw)):
+            surface = _template_ncc(pa, fa, pb, ranges)
+            if surface is not None:
+                templates.append(surface)
+    if len(templates) == 2:  # the window searched exhaustively: phase correlation adds nothing
+        for surface in templates:
+            for t in _top_peaks(surface, ranges, k):
+                add(t)
+        return out
+    bp, raw = _surfaces(a, b)
+    surfaces = (bp, raw) if min(n) >= WIDE_STRIP_PX else (raw, bp)
     for s in surfaces:
         py, px = np.unravel_index(int(np.argmax(s)), n)
         for ky, kx in itertools.product((0, -1, 1), repeat=2):
             add((int(py) + ky * n[0], int(px) + kx * n[1]))
-    ranges = _window(g, max_shift)
     if all(len(r) for r in ranges):
         for t in _top_peaks(bp[np.ix_(ranges[0] % n[0], ranges[1] % n[1])], ranges, k):
             add(t)
-        for pa, fa, pb in ((a.bp, a.bp_f, b.bp), (a.raw, a.raw_f, b.raw)):
-            template_ncc = _template_ncc(pa, fa, pb, ranges)
-            if template_ncc is not None:
-                for t in _top_peaks(template_ncc, ranges, k):
-                    add(t)
+        for surface in templates:
+            for t in _top_peaks(surface, ranges, k):
+                add(t)
     return out
 
 
@@ -486,10 +503,10 @@ def register_strips(
 ) -> PairShift | tuple[PairShift, list[float]]:
     """Measure the offset of b relative to a from their strips (2-D, equal shape).
 
-    Candidates: the peaks of the phase correlation of the raw and of the band-passed strips,
-    with their wrap-around images, the strongest peaks of the band-passed correlation surface
-    inside the window of shifts within ``max_shift`` of the nominal offset, and the strongest
-    peaks of an exhaustive template match (NCC) over that window. Each is scored by the NCC of
+    Candidates: the strongest peaks of an exhaustive template match (NCC) of the band-passed
+    and of the raw strips over the window of shifts within ``max_shift`` of the nominal
+    offset; where the window is too wide for a template, also the peaks of the strips' phase
+    correlation (see :func:`_candidates`). Each is scored by the NCC of
     the actual (band-passed) overlap; the best one wins, climbs to the best-correlating
     neighbouring shift and is refined to sub-pixel by a quadratic fit of the NCC around it.
 
