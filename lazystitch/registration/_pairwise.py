@@ -263,23 +263,19 @@ def _candidates(
             surface = _template_ncc(pa, fa, pb, ranges)
             if surface is not None:
                 templates.append(surface)
-    if len(templates) == 2:  # the window searched exhaustively: phase correlation adds nothing
-        for surface in templates:
-            for t in _top_peaks(surface, ranges, k):
+    if len(templates) < 2:  # not searched exhaustively: phase correlation first
+        bp, raw = _surfaces(a, b)
+        surfaces = (bp, raw) if min(n) >= WIDE_STRIP_PX else (raw, bp)
+        for s in surfaces:
+            py, px = np.unravel_index(int(np.argmax(s)), n)
+            for ky, kx in itertools.product((0, -1, 1), repeat=2):
+                add((int(py) + ky * n[0], int(px) + kx * n[1]))
+        if all(len(r) for r in ranges):
+            for t in _top_peaks(bp[np.ix_(ranges[0] % n[0], ranges[1] % n[1])], ranges, k):
                 add(t)
-        return out
-    bp, raw = _surfaces(a, b)
-    surfaces = (bp, raw) if min(n) >= WIDE_STRIP_PX else (raw, bp)
-    for s in surfaces:
-        py, px = np.unravel_index(int(np.argmax(s)), n)
-        for ky, kx in itertools.product((0, -1, 1), repeat=2):
-            add((int(py) + ky * n[0], int(px) + kx * n[1]))
-    if all(len(r) for r in ranges):
-        for t in _top_peaks(bp[np.ix_(ranges[0] % n[0], ranges[1] % n[1])], ranges, k):
+    for surface in templates:
+        for t in _top_peaks(surface, ranges, k):
             add(t)
-        for surface in templates:
-            for t in _top_peaks(surface, ranges, k):
-                add(t)
     return out
 
 
