@@ -10,6 +10,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from lazystitch.cluster._malloc import MALLOC_ENV, tune_malloc
 from lazystitch.errors import ConfigError, LazystitchError
 
 __all__ = [
@@ -21,8 +22,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 16 << 20}
 
 
 def active_client() -> Any:
@@ -273,7 +272,13 @@ def _local_client(
 
     n = workers or default_workers()
     if not processes:
+        from threadpoolctl import threadpool_limits
+
+        tune_malloc()  # this process is the worker: the heap setting of _malloc
         with (
+            # one BLAS thread per task thread, as distributed's nanny gives its workers:
+            # OpenBLAS's own threads under each task thread made registration slower
+            threadpool_limits(limits=1, user_api="blas"),
             # distributed's statistical profiler samples the worker threads every 10 ms while
             # holding the GIL, which the in-process workers share (measured: 14.0 s -> 12.2 s
             # on the 14x14 x 2048^2 job)
@@ -291,10 +296,9 @@ def _local_client(
             log.info("started a LocalCluster of %d thread(s) in this process", n)
             yield _note_dashboard(client, dashboard)
         return
-    # distributed sets MALLOC_TRIM_THRESHOLD_ for its workers, which also fixes glibc's mmap
-    # threshold at 128 KiB: every tile-sized array is then a fresh mmap whose pages fault in
-    # again (measured: 13.4 s vs 9.4 s for 196 tiles of 2048^2). Arrays up to 16 MiB come from
-    # the heap instead; memory is still trimmed back to the OS.
+    # distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for its workers, which also fixes
+    # glibc's mmap threshold at 128 KiB: every tile-sized array is then a fresh mmap whose
+    # pages fault in again (measured: 13.4 s vs 9.4 s for 196 tiles of 2048^2); see _malloc
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_ENV}
     with (
         dask.config.set({"distributed.nanny.pre-spawn-environ": env}),

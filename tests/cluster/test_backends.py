@@ -272,6 +272,7 @@ def test_batch_configs_pass_their_settings_to_dask_jobqueue(tmp_path, monkeypatc
         cluster.close()
     assert cfg.cluster.jobqueue["queue"] in script
     assert "export MALLOC_MMAP_THRESHOLD_=16777216" in script
+    assert "export MALLOC_TRIM_THRESHOLD_=67108864" in script
     assert "source /path/to/venv/bin/activate" in script
 
 
@@ -302,3 +303,29 @@ def test_the_dashboard_is_served_only_when_asked(dashboard):
     assert (link == raw) is dashboard
     assert (link is None) is not dashboard
     assert status == (200 if dashboard else 404)
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+def _heap_environ() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+
+
+@pytest.mark.parametrize("processes", [False, True], ids=["in-process", "worker-processes"])
+def test_tasks_run_with_one_blas_thread_and_the_heap_setting(processes):
+    """Registration's tasks multiply small matrices: OpenBLAS's own threads under each task
+    thread slowed it down, and so did glibc's default heap (every strip a fresh mmap)."""
+    from lazystitch.cluster import cluster_client
+
+    with cluster_client(workers=1, processes=processes, dashboard=False) as client:
+        threads = client.submit(_blas_threads, pure=False).result()
+        environ = client.run(_heap_environ) if processes else {}
+    assert threads and set(threads) == {1}
+    for env in environ.values():  # worker processes start with the setting in their environment
+        assert env == {"MALLOC_MMAP_THRESHOLD_": "16777216", "MALLOC_TRIM_THRESHOLD_": "67108864"}
+    if processes:
+        assert len(environ) == 1
