@@ -35,7 +35,11 @@ class RegionReader:
     dtype: np.dtype
 
     def __call__(self, index: int, window: Window) -> np.ndarray:
-        return read_tiff_region(self.paths[index], self.shape, self.dtype, window, view=True)[0]
+        return self.read(index, window)[0]
+
+    def read(self, index: int, window: Window) -> tuple[np.ndarray, int]:
+        """The window (possibly a read-only view) and the bytes read from the file for it."""
+        return read_tiff_region(self.paths[index], self.shape, self.dtype, window, view=True)
 
 
 def read_tiff_region(

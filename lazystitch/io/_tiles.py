@@ -12,13 +12,11 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
-from dask.base import tokenize
-from dask.delayed import Delayed
 
 from lazystitch._typing import Shape, TileKey
 from lazystitch.errors import TileError
 from lazystitch.io._pattern import tile_paths
-from lazystitch.io._region import RegionReader, read_tiff_region
+from lazystitch.io._region import RegionReader
 from lazystitch.io._tiff import TiffHeader, read_tiff, tiff_header
 
 __all__ = ["TileSet", "open_tiles", "open_tiles_pattern"]
@@ -62,15 +60,6 @@ class TileSet:
             str(header.path), self.shape, self.dtype
         )
         return da.from_delayed(delayed, shape=self.shape, dtype=self.dtype, name=f"tile-{token}")
-
-    def read_region(self, key: TileKey, window: tuple[slice, slice]) -> Delayed:
-        """A ``dask.delayed`` partial read of the Y, X ``window`` of the tile at ``key`` (every
-        plane): computes to ``(pixels, bytes read)``. See :func:`read_tiff_region`."""
-        header = self.headers[key]
-        name = f"read-region-{_token(header)}-{tokenize(window)}"
-        return dask.delayed(read_tiff_region, pure=True, name=name, nout=2)(
-            str(header.path), self.shape, self.dtype, window
-        )
 
     def manifest(self) -> dict[str, str]:
         """``{tile file: "size:modification time (ns)"}`` in (row, col) order: what a resume
