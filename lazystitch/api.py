@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import dask.array as da
 import numpy as np
 
 from lazystitch._version import __version__
 from lazystitch.cluster import JOBQUEUE_CLASSES, active_client
 from lazystitch.config import StitchConfig, load_config
 from lazystitch.errors import ConfigError, UnlinkedTilesError
-from lazystitch.fusion import FusionPlan, fuse, plan_fusion
 from lazystitch.io import TileSet, open_tiles_pattern
 from lazystitch.layout import Layout, grid_layout, positions_layout, read_positions_csv
 from lazystitch.writers import (
@@ -34,7 +32,10 @@ from lazystitch.writers import (
     write_hdf5,
 )
 
-if TYPE_CHECKING:  # registration (scipy's sparse solvers, scikit-image) loads when used
+if TYPE_CHECKING:  # registration (scipy's sparse solvers), fusion and dask.array load when used
+    import dask.array as da
+
+    from lazystitch.fusion import FusionPlan
     from lazystitch.registration import Registration
 
 __all__ = ["LazyMosaic", "load_layout_and_tiles", "prepare", "register_tiles", "stitch"]
@@ -244,6 +245,8 @@ def _build(config: StitchConfig, tiles: TileSet, layout: Layout) -> LazyMosaic:
     registration = _register(config, tiles, layout) if config.registration.enabled else None
     if registration is not None:
         layout = registration.layout
+    from lazystitch.fusion import fuse, plan_fusion
+
     plan = plan_fusion(layout)
     # blocks of 2 x 2 storage chunks: the writer stores each chunk straight from its block,
     # and makes pyramid level 1's chunk under a block from the block alone

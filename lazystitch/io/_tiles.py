@@ -8,9 +8,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dask
-import dask.array as da
 import numpy as np
 
 from lazystitch._typing import Shape, TileKey
@@ -18,6 +18,9 @@ from lazystitch.errors import TileError
 from lazystitch.io._pattern import tile_paths
 from lazystitch.io._region import RegionReader
 from lazystitch.io._tiff import TiffHeader, read_tiff, tiff_header
+
+if TYPE_CHECKING:  # dask.array loads with the first tile array
+    import dask.array as da
 
 __all__ = ["TileSet", "open_tiles", "open_tiles_pattern"]
 
@@ -54,6 +57,8 @@ class TileSet:
 
     def dask_tile(self, key: TileKey) -> da.Array:
         """The tile at ``key`` as a one-chunk dask array (a ``dask.delayed`` TIFF read)."""
+        import dask.array as da
+
         header = self.headers[key]
         token = f"read-tile-{_token(header)}"
         delayed = dask.delayed(read_tiff, pure=True, name=token)(

@@ -27,9 +27,8 @@ import zlib
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import h5py
 import numpy as np
 from dask.base import tokenize
@@ -66,6 +65,9 @@ SHARED_FS_HINT = (
     "the shard write modes need a folder beside the output that every worker can write "
     "(a shared filesystem)"
 )
+
+if TYPE_CHECKING:  # dask.array loads with the mosaic that is written
+    import dask.array as da
 
 
 class WriteMode(str, Enum):

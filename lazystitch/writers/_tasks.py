@@ -16,15 +16,17 @@ from __future__ import annotations
 import itertools
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._plan import ArraySpec, ChunkIndex, Unit
+
+if TYPE_CHECKING:  # dask.array loads with the mosaic that is written
+    import dask.array as da
 
 __all__ = [
     "PIECE_PREFIX",

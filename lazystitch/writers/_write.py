@@ -23,9 +23,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 
 from lazystitch.errors import ConfigError
@@ -56,6 +55,9 @@ from lazystitch.writers._shards import WriteMode, shard_shape, write_sharded
 from lazystitch.writers._stream import stream_groups
 from lazystitch.writers._target import check_chunk_count, check_output, refuse_clobber
 from lazystitch.writers._tasks import UnitTask, level0_graph, unit_graph
+
+if TYPE_CHECKING:  # dask.array loads with the mosaic that is written
+    import dask.array as da
 
 __all__ = ["FORMATS", "ProgressFn", "WriteResult", "output_format", "plan_arrays", "write_hdf5"]
 
