@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,17 +197,28 @@ def register_tiles(
     Writes the report to ``config.registration.report`` if set. ``notify`` gets a line of
     text while a cluster is slow to answer.
     """
+    import lazystitch.registration  # noqa: F401  (imports are start-up, not a stage)
+
     config = _as_config(config)
+    t0 = time.perf_counter()
     tiles, layout = load_layout_and_tiles(config)
     _check_registration(config, tiles)
+    headers = time.perf_counter() - t0
     tile_bytes = len(tiles.keys) * math.prod(tiles.shape) * tiles.dtype.itemsize
-    return _on_cluster(
-        config, lambda: _register(config, tiles, layout), on_client, notify, tile_bytes
-    )
+
+    def run() -> Registration:
+        before = {"headers": headers, "cluster_start": time.perf_counter() - t1}
+        return _register(config, tiles, layout, before)
+
+    t1 = time.perf_counter()
+    return _on_cluster(config, run, on_client, notify, tile_bytes)
 
 
-def _register(config: StitchConfig, tiles: TileSet, layout: Layout) -> Registration:
-    """Register as ``config.registration`` says, writing the report if it names a folder."""
+def _register(
+    config: StitchConfig, tiles: TileSet, layout: Layout, seconds: dict[str, float]
+) -> Registration:
+    """Register as ``config.registration`` says, writing the report if it names a folder;
+    ``seconds``: the stages before it (see ``Registration.seconds``)."""
     opts = config.registration
     from lazystitch.registration import register
 
@@ -214,6 +227,7 @@ def _register(config: StitchConfig, tiles: TileSet, layout: Layout) -> Registrat
             tiles, layout, max_shift=opts.max_shift, max_residual=opts.max_residual,
             allow_unlinked=opts.allow_unlinked,
         )  # fmt: skip
+        reg = dataclasses.replace(reg, seconds={**seconds, **reg.seconds})
     except UnlinkedTilesError as exc:  # the report says why: write it before stopping
         if opts.report is not None and exc.registration is not None:
             exc.registration.write_report(opts.report)  # type: ignore[attr-defined]
@@ -242,7 +256,7 @@ def prepare(config: StitchConfig | dict | str | Path) -> LazyMosaic:
 
 
 def _build(config: StitchConfig, tiles: TileSet, layout: Layout) -> LazyMosaic:
-    registration = _register(config, tiles, layout) if config.registration.enabled else None
+    registration = _register(config, tiles, layout, {}) if config.registration.enabled else None
     if registration is not None:
         layout = registration.layout
     from lazystitch.fusion import fuse, plan_fusion

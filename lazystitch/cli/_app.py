@@ -186,6 +186,7 @@ def register_cmd(
         if cfg.registration.report
         else None,
         "seconds": time.perf_counter() - t0,
+        "stages": {k: round(v, 3) for k, v in reg.seconds.items()},
     }
     if not quiet:
         say(

@@ -6,8 +6,9 @@ import csv
 import json
 import math
 import os
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,9 @@ class Registration:
     bytes_read: int = 0
     strip_bytes: int = 0
     warnings: tuple[str, ...] = ()
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per stage: ``pairs`` (reads and pairs on the cluster), ``solve``,
+    ``layout_check``; the API adds ``headers`` and ``cluster_start``."""
 
     @property
     def read_amplification(self) -> float:
@@ -175,6 +179,7 @@ class Registration:
             }
             | {"pairs": len(self.pairs), "pairs_accepted": int(sum(sol.accepted))},
             "warnings": list(self.warnings),
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "pairs": [
                 {
                     "a": list(p.a),
@@ -337,7 +342,9 @@ def register(
     """
     check_max_shift(max_shift, layout.tile_yx)
     max_shift = float(max_shift if max_shift is not None else default_max_shift(layout.tile_yx))
+    t0 = time.perf_counter()
     pairs, null, own, reads = _measure(tiles, layout, max_shift)
+    t1 = time.perf_counter()
     threshold = float(np.percentile(null, 99)) if null else 0.0
     sol = solve_positions(
         list(layout.keys),
@@ -346,6 +353,7 @@ def register(
         threshold=pair_thresholds(threshold, null, own),
         max_residual=max_residual,
     )
+    t2 = time.perf_counter()
     if check_layout:
 
         def trial(alt_tiles: TileSet, alt_layout: Layout) -> tuple[int, int]:
@@ -355,6 +363,7 @@ def register(
         advice = suspect_layout(tiles, layout, pairs, threshold, trial)
         if advice is not None:
             raise LayoutError(advice.message())
+    seconds = {"pairs": t1 - t0, "solve": t2 - t1, "layout_check": time.perf_counter() - t2}
     registered = Layout(
         keys=layout.keys,
         positions=sol.positions,
@@ -366,7 +375,7 @@ def register(
     turned = _turned(sol.stage_model.get("rotation_deg"))
     result = Registration(
         registered, sol, pairs, threshold, null, max_shift, *reads,
-        warnings=tuple(w for w in (unlinked, turned) if w),
+        warnings=tuple(w for w in (unlinked, turned) if w), seconds=seconds,
     )  # fmt: skip
     if unlinked and not allow_unlinked:
         raise UnlinkedTilesError(

@@ -180,6 +180,11 @@ def test_cli_register_csv_feeds_stitch_and_stitch_register_matches_ground_truth(
     assert summary["registered"] == 25 and summary["pairs_accepted"] == 40
     report = json.loads((tmp_path / "report" / "registration.json").read_text())
     assert len(report["pairs"]) == 40 and {t["label"] for t in report["tiles"]} == {"registered"}
+    # where the time went, stage by stage, in the summary and the report
+    stages = ["headers", "cluster_start", "pairs", "solve", "layout_check"]
+    assert list(summary["stages"]) == stages and list(report["seconds"]) == stages
+    assert summary["stages"]["pairs"] > 0 and all(v >= 0 for v in summary["stages"].values())
+    assert sum(summary["stages"].values()) <= summary["seconds"]
     lay = positions_from_csv(tmp_path / "pos.csv", (183, 245))  # the CSV is a positions file
     assert len(lay.keys) == 25
     # stitch --register: every tile lands where its content is (placed at its registered,
