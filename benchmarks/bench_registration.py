@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -191,12 +190,12 @@ def main() -> None:
                 )
         where = {k: np.median([st.get(k, 0.0) for st in stages]) for k in stages[0]}
         lines.append(
-            f"| {n}x{n} | lazystitch register (CLI, 2 workers) | same | {_runs(cli)} | "
+            f"| {n}x{n} | lazystitch register (CLI, --workers 2) | same | {_runs(cli)} | "
             "process start, imports and cluster start included; median per stage: "
             + ", ".join(f"{k} {v:.2f} s" for k, v in where.items()) + " |"
         )  # fmt: skip
         lines.append(
-            f"| {n}x{n} | lazystitch stitch --register (CLI, 2 workers) | mosaic PSNR "
+            f"| {n}x{n} | lazystitch stitch --register (CLI, --workers 2) | mosaic PSNR "
             f"{ls_psnr:.2f} dB | {stitch_s:.1f} s | registration, linear blend and HDF5 write |"
         )
         print(*lines[-2:], sep="\n", flush=True)
@@ -222,9 +221,11 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.markdown:
-        cmd = " ".join(
-            ["python", os.path.relpath(sys.argv[0]), *[a for a in sys.argv[1:] if "venv" not in a]]
-        )
+        argv = sys.argv[1:]
+        if "--ashlar-python" in argv:  # a path of this machine: say what it is instead
+            i = argv.index("--ashlar-python")
+            argv[i + 1] = "/path/to/ashlar-venv/bin/python"
+        cmd = " ".join(["python", "benchmarks/bench_registration.py", *argv])
         source = f"cut from {args.image}" if args.image else "synthetic specimen"
         with args.markdown.open("a") as fh:
             fh.write(
