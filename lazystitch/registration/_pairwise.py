@@ -223,8 +223,7 @@ class _Strip:
     @classmethod
     def of(cls, pixels: np.ndarray) -> _Strip:
         raw = np.ascontiguousarray(pixels, dtype=np.float32)
-        sharp = min(SUB_PIXEL_COARSE_PX, default_coarse(raw.shape))
-        return cls(raw, *band_passes(raw, 1.0, (None, sharp)))
+        return cls(raw, *band_passes(raw, 1.0, (None, _sharp_coarse(raw.shape))))
 
     @functools.cached_property
     def raw_f(self) -> np.ndarray:
@@ -444,6 +443,11 @@ SUB_PIXEL_COARSE_PX = 4.0
 """The band-pass's coarse width for the sub-pixel fit: a sharper NCC peak than the search's."""
 
 
+def _sharp_coarse(shape: tuple[int, ...]) -> float:
+    """The sub-pixel fit's coarse width for a strip of ``shape`` (the search's, if narrower)."""
+    return min(SUB_PIXEL_COARSE_PX, default_coarse(shape))
+
+
 def _ncc_grid(
     filtered: tuple[np.ndarray, np.ndarray],
     raw: tuple[np.ndarray, np.ndarray],
@@ -511,7 +515,7 @@ def _sub_pixel(
     towards whole pixels. Returns the shift and its integer part.
     """
     filtered = (a.sharp, b.sharp)
-    edge = math.ceil(2 * min(SUB_PIXEL_COARSE_PX, default_coarse(a.raw.shape)))
+    edge = math.ceil(2 * _sharp_coarse(a.raw.shape))
     t = (int(t[0]), int(t[1]))
     seen = {t}  # the region (filtered or raw) depends on t: no shift is visited twice
     while True:
