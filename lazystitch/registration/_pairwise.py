@@ -203,11 +203,17 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
     >>> round(ncc(x, 2 * x + 1), 6), round(ncc(x, -x), 6)
     (1.0, -1.0)
     """
-    a, b = a.astype(np.float64), b.astype(np.float64)  # contiguous copies: fast from here on
-    a -= a.mean()
-    b -= b.mean()
-    den = math.sqrt(float(np.vdot(a, a)) * float(np.vdot(b, b)))
+    (a, aa), (b, bb) = _centred(a), _centred(b)
+    den = math.sqrt(aa * bb)
     return float(np.vdot(a, b)) / den if den > 0 else float("nan")
+
+
+def _centred(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """``x`` less its mean as a contiguous float64 copy (fast to take dot products of, unlike
+    a raveled view), and its sum of squares."""
+    x = x.astype(np.float64)
+    x -= x.mean()
+    return x, float(np.vdot(x, x))
 
 
 @dataclass(frozen=True)
@@ -256,7 +262,10 @@ class _Strip:
         return self._memo[key]
 
     def flipped(self, flip: tuple[slice, slice]) -> _Strip:
-        return _Strip(*(np.ascontiguousarray(x[flip]) for x in (self.raw, self.bp, self.sharp)))
+        """The strip turned or flipped (a decoy: searched, never refined, so its sharp
+        band-pass stays a view)."""
+        raw, bp = (np.ascontiguousarray(x[flip]) for x in (self.raw, self.bp))
+        return _Strip(raw, bp, self.sharp[flip])
 
 
 def _surfaces(a: _Strip, b: _Strip) -> tuple[np.ndarray, np.ndarray]:
@@ -396,9 +405,7 @@ def _template_ncc(
     q1 = [min(n[i], n[i] - int(r[-1])) for i, r in enumerate(ranges)]
     if any(q1[i] - q0[i] < TEMPLATE_MIN_PX for i in range(2)):
         return None
-    t = b[q0[0] : q1[0], q0[1] : q1[1]].astype(np.float64)
-    t -= t.mean()
-    ssd = float(np.vdot(t, t))
+    t, ssd = _centred(b[q0[0] : q1[0], q0[1] : q1[1]])
     if not ssd > 0:
         return None
     padded = np.zeros(n, np.float32)
@@ -412,6 +419,15 @@ def _template_ncc(
         return np.where(var > 0, xcorr[np.ix_(rows, cols)] / np.sqrt(var), -1.0)
 
 
+def _overlap_score(a: _Strip, b: _Strip, t: tuple[int, int], min_overlap_px: int) -> float:
+    """The NCC of the band-passed overlap at integer shift t; nan where it is too small."""
+    oa, ob = _overlap(a.bp, b.bp, t)
+    # strips of unequal size (a layout whose neighbours are not where the keys say, e.g. row 0
+    # at the bottom) can leave b nothing under a part of a: no score there
+    enough = oa.size >= min_overlap_px and ob.shape == oa.shape
+    return ncc(oa, ob) if enough else float("nan")
+
+
 def _best(
     a: _Strip, b: _Strip, g: PairGeometry, max_shift: float, min_overlap_px: int
 ) -> tuple[float, tuple[int, int]] | None:
@@ -419,11 +435,7 @@ def _best(
     :data:`AMBIGUOUS` of the best, the one whose raw overlap correlates best."""
     scored = []
     for t in _candidates(a, b, g, max_shift):
-        oa, ob = _overlap(a.bp, b.bp, t)
-        # strips of unequal size (a layout whose neighbours are not where the keys say, e.g.
-        # row 0 at the bottom) can leave b nothing under a part of a: no score there
-        enough = oa.size >= min_overlap_px and ob.shape == oa.shape
-        score = ncc(oa, ob) if enough else float("nan")
+        score = _overlap_score(a, b, t, min_overlap_px)
         if math.isfinite(score):
             scored.append((score, t))
     if not scored:
@@ -478,14 +490,11 @@ def _ncc_grid(
     out = np.full((3, 3), np.nan)
     if min(y1 - y0, x1 - x0) < TEMPLATE_MIN_PX:
         return out
-    part = a[y0:y1, x0:x1].astype(np.float64)
-    part -= part.mean()
-    norm = math.sqrt(float(np.vdot(part, part)))
+    part, pp = _centred(a[y0:y1, x0:x1])  # the same pixels of a for all nine
     for i, j in itertools.product(range(3), repeat=2):
         dy, dx = ty + i - 1, tx + j - 1
-        other = b[y0 - dy : y1 - dy, x0 - dx : x1 - dx].astype(np.float64)
-        other -= other.mean()
-        den = norm * math.sqrt(float(np.vdot(other, other)))
+        other, oo = _centred(b[y0 - dy : y1 - dy, x0 - dx : x1 - dx])
+        den = math.sqrt(pp * oo)
         out[i, j] = float(np.vdot(part, other)) / den if den > 0 else np.nan
     return out
 
@@ -588,9 +597,8 @@ def register_strips(
         score, t = best
         fine, climbed = _sub_pixel(a, b, t, lambda u: _in_window(u, g, max_shift))
         if climbed != t:  # the score of the offset reported
-            oa, ob = _overlap(a.bp, b.bp, climbed)
-            if oa.size >= min_overlap_px and ob.shape == oa.shape:
-                score = ncc(oa, ob)
+            climbed_score = _overlap_score(a, b, climbed, min_overlap_px)
+            score = climbed_score if math.isfinite(climbed_score) else score
         offset = (g.base[0] + float(fine[0]), g.base[1] + float(fine[1]))
         shift = PairShift(g.a, g.b, g.nominal, offset, score)
     null = []
