@@ -8,11 +8,21 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import psutil
 
-__all__ = ["append_markdown", "machine", "run_measured"]
+__all__ = ["append_markdown", "machine", "position_errors", "run_measured"]
+
+
+def position_errors(positions: Mapping, truth: Mapping, keys: Iterable) -> np.ndarray:
+    """|position - truth| (px) of the tiles ``keys``, after removing their mean offset (a
+    registration fixes positions up to a translation)."""
+    keys = list(keys)
+    d = np.array([positions[k] for k in keys], float) - np.array([truth[k] for k in keys], float)
+    return np.hypot(*(d - d.mean(axis=0)).T)
 
 
 def run_measured(cmd: list[str]) -> tuple[float, int, str]:
@@ -47,13 +57,27 @@ def machine() -> str:
     )
 
 
-def append_markdown(path: Path | None, title: str, table: str, note: str = "") -> None:
+def append_markdown(
+    path: Path | None,
+    title: str,
+    table: str,
+    note: str = "",
+    redact: Mapping[str, str] | None = None,
+) -> None:
     """Print ``table``; with ``path``, append it under ``title``, the machine and the command
-    line that made it."""
+    line that made it (the script named from the repository's root; the value of each option
+    in ``redact``, a path of this machine, replaced by what it stands for)."""
     print(table)
     if path is None:
         return
-    cmd = " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    argv = list(sys.argv[1:])
+    for option, stands_for in (redact or {}).items():
+        if option in argv[:-1]:
+            argv[argv.index(option) + 1] = stands_for
+    script = Path(sys.argv[0]).resolve()
+    root = Path(__file__).resolve().parent.parent
+    name = script.relative_to(root) if script.is_relative_to(root) else script
+    cmd = " ".join(["python", str(name), *argv])
     with path.open("a") as fh:
         fh.write(f"\n### {title} ({machine()})\n\n`{cmd}`\n\n{table}\n")
         if note:

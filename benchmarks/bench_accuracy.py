@@ -28,7 +28,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
-from _common import append_markdown
+from _common import append_markdown, position_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -120,12 +120,11 @@ def main() -> None:
                 tiles, grid_layout(*grid, tiles.tile_yx, s.overlap_px), allow_unlinked=True
             )
         wall = time.perf_counter() - t0
-        keys = reg.layout.keys
-        ok = np.array([reg.labels[k] == "registered" for k in keys])
-        d = reg.layout.positions - np.array([s.true_positions[k] for k in keys])
-        e = np.hypot(*(d - d[ok].mean(axis=0)).T)[ok]
+        positions = dict(zip(reg.layout.keys, reg.layout.positions, strict=True))
+        registered = [k for k, label in reg.labels.items() if label == "registered"]
+        e = position_errors(positions, s.true_positions, registered)
         row = (
-            f"| {name}, {grid[0]}x{grid[1]}, {tile} px, +-{jitter} px | {ok.sum()} of {len(keys)} "
+            f"| {name}, {grid[0]}x{grid[1]}, {tile} px, +-{jitter} px | {len(registered)} of {len(positions)} "
             f"| {np.median(e):.3f} / {np.percentile(e, 95):.3f} / {e.max():.3f} | {wall:.1f} s |"
         )
         print(row, file=sys.stderr, flush=True)

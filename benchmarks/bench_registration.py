@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import run_measured
+from _common import append_markdown, position_errors, run_measured
 
 ASHLAR = textwrap.dedent(
     """
@@ -53,12 +53,6 @@ ASHLAR = textwrap.dedent(
                       "run_s": t2 - t1, "process_s": t2 - t0}))
     """
 )
-
-
-def errors(pos: dict, truth: dict, skip: set) -> np.ndarray:
-    keys = [k for k in truth if k not in skip and k in pos]
-    d = np.array([pos[k] for k in keys]) - np.array([truth[k] for k in keys])
-    return np.hypot(*(d - d.mean(axis=0)).T)
 
 
 def psnr(mosaic: np.ndarray, positions: dict, origin, s, keys) -> float:
@@ -152,7 +146,7 @@ def main() -> None:
         reg = register(tiles, lay, max_shift=args.max_shift)
         ls_s = time.perf_counter() - t0
         pos = dict(zip(reg.layout.keys, map(tuple, reg.layout.positions), strict=True))
-        e = errors(pos, truth, set(s.empty))
+        e = position_errors(pos, truth, _placed(s))
         labels = reg.labels
         lines.append(
             f"| {n}x{n} | lazystitch (in-process) | {stats(e)} | {ls_s:.1f} s | "
@@ -201,7 +195,7 @@ def main() -> None:
         print(*lines[-2:], sep="\n", flush=True)
         if not ashlar:
             continue
-        e = errors(ashlar[-1][0], truth, set(s.empty))
+        e = position_errors(ashlar[-1][0], truth, _placed(s))
         run_s = [a[1] for a in ashlar]
         lines.append(
             f"| {n}x{n} | ASHLAR {_ashlar_version(args.ashlar_python)} | {stats(e)} | "
@@ -218,21 +212,14 @@ def main() -> None:
             f"after it; in-process lazystitch {ls_s / np.median(run_s):.2f}× |"
         )
         print(*lines[-3:], sep="\n", flush=True)
-    table = "\n".join(lines)
-    print(table)
-    if args.markdown:
-        argv = sys.argv[1:]
-        if "--ashlar-python" in argv:  # a path of this machine: say what it is instead
-            i = argv.index("--ashlar-python")
-            argv[i + 1] = "/path/to/ashlar-venv/bin/python"
-        cmd = " ".join(["python", "benchmarks/bench_registration.py", *argv])
-        source = f"cut from {args.image}" if args.image else "synthetic specimen"
-        with args.markdown.open("a") as fh:
-            fh.write(
-                f"\n### Registration, {args.tile}² uint16 tiles ({source}), 10 % overlap, "
-                f"±{args.jitter:g} px jitter, noise, vignetting, one empty tile "
-                f"({time.strftime('%Y-%m-%d')})\n\n`{cmd}`\n\n{table}\n"
-            )
+    source = f"cut from {args.image}" if args.image else "synthetic specimen"
+    append_markdown(
+        args.markdown,
+        f"Registration, {args.tile}² uint16 tiles ({source}), 10 % overlap, "
+        f"±{args.jitter:g} px jitter, noise, vignetting, one empty tile",
+        "\n".join(lines),
+        redact={"--ashlar-python": "/path/to/ashlar-venv/bin/python"},
+    )
 
 
 def _runs(seconds: list[float]) -> str:
