@@ -181,6 +181,9 @@ def _blend(
     lead = out.shape[:-2]
     strip = STRIP_PX if covered else DENSE_STRIP_PX
     step = max(1, strip // max(1, (x1 - x0) * math.prod(lead)))
+    if covered and mode is BlendMode.linear:
+        _blend_linear_covered(out, parts, tile_yx, bounds, step)
+        return
     for s0 in range(y0, y1, step):
         s1 = min(s0 + step, y1)
         acc = np.zeros((*lead, s1 - s0, x1 - x0), dtype=acc_dtype)
@@ -198,6 +201,50 @@ def _blend(
             vals = p.values(ra, rb, ca, cb)
             _accumulate(mode, acc, weight, sl, vals, edge_ramp(h)[ra:rb], edge_ramp(w)[ca:cb])
         out[..., s0 - y0 : s1 - y0, :] = _finish(mode, acc, weight, out.dtype, covered)
+
+
+def _blend_linear_covered(
+    out: np.ndarray,
+    parts: list[_Part],
+    tile_yx: tuple[int, int],
+    bounds: tuple[int, int, int, int],
+    step: int,
+) -> None:
+    """Linear blending of a rectangle that every one of ``parts`` covers whole, in row
+    strips of ``step`` rows, with the arithmetic of :func:`_accumulate` and :func:`_finish`
+    in fewer passes over memory: the first tile's weights and weighted values are assigned
+    (adding them to zeros gives the same floats), each further tile's weights are made in
+    one buffer that is then added and multiplied in place, and the rounded quotient is cast
+    straight into ``out`` (measured on the 14x14 x 2048^2 job: 9 passes a strip where there
+    were 14)."""
+    (h, w), (y0, y1, x0, x1) = tile_yx, bounds
+    lead = out.shape[:-2]
+    rows = min(step, y1 - y0)
+    acc = np.empty((*lead, rows, x1 - x0))
+    weight = np.empty((rows, x1 - x0))
+    term = np.empty((rows, x1 - x0))
+    integer = np.issubdtype(out.dtype, np.integer)
+    for s0 in range(y0, y1, step):
+        s1 = min(s0 + step, y1)
+        n = s1 - s0
+        a, wt, t = acc[..., :n, :], weight[:n], term[:n]
+        for k, p in enumerate(parts):  # in blending order
+            ra, rb, ca, cb = s0 - p.py, s1 - p.py, x0 - p.px, x1 - p.px  # tile rows, cols
+            vals = p.values(ra, rb, ca, cb)
+            if k == 0:
+                np.multiply.outer(edge_ramp(h)[ra:rb], edge_ramp(w)[ca:cb], out=wt)
+                np.multiply(wt, vals, out=a)
+                continue
+            np.multiply.outer(edge_ramp(h)[ra:rb], edge_ramp(w)[ca:cb], out=t)
+            wt += t
+            if vals.ndim == 2:
+                a += np.multiply(t, vals, out=t)
+            else:
+                a += t * vals
+        np.divide(a, wt, out=a)
+        if integer:
+            np.rint(a, out=a)
+        np.copyto(out[..., s0 - y0 : s1 - y0, :], a, casting="unsafe")
 
 
 def _edges(size: int, step: int) -> np.ndarray:

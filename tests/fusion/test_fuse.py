@@ -255,3 +255,28 @@ def test_pixels_no_tile_covers_are_zero_whatever_the_memory_held(tmp_path, blend
             del garbage
             got = block.compute(scheduler="sync")
             np.testing.assert_array_equal(got, want[i * n : (i + 1) * n, j * n : (j + 1) * n])
+
+
+@pytest.mark.parametrize("sub_pixel", [False, True], ids=["whole", "sub-pixel"])
+@pytest.mark.parametrize("lead", [(), (2,)], ids=["2d", "zstack"])
+@pytest.mark.parametrize("blend", ["linear", "average"])
+def test_tiles_large_enough_to_blend_rectangle_by_rectangle_equal_the_reference(
+    tmp_path, blend, lead, sub_pixel
+):
+    """Tiles this size cut a block into few large rectangles (blended one rectangle at a
+    time, not the whole block), where three or four tiles overlap at the corners."""
+    s = make_tiles(
+        tmp_path, grid=(2, 3), tile_yx=(200, 180), overlap=(40, 50), jitter=6, lead=lead, seed=4
+    )
+    positions = dict(s.positions)
+    if sub_pixel:
+        rng = np.random.default_rng(2)
+        positions = {
+            k: (y + rng.uniform(0, 1), x + rng.uniform(0, 1)) for k, (y, x) in positions.items()
+        }
+    from lazystitch.testing import write_positions_csv
+
+    tiles = open_tiles_pattern(s.pattern, s.positions)
+    lay = positions_from_csv(write_positions_csv(tmp_path / "p.csv", positions), tiles.tile_yx)
+    got = fuse(tiles, lay, blend=blend, chunks=(256, 256)).compute(scheduler="sync")
+    np.testing.assert_array_equal(got, reference_stitch(s.tiles, positions, blend))
