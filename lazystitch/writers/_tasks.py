@@ -52,6 +52,12 @@ class UnitTask:
     write: bool = True  # False: computed only for the coarser chunks made from it
 
 
+BAND_BYTES = 1 << 19
+"""Input bytes per band of rows that :func:`block_mean` averages at a time: its temporaries
+then stay in the core's cache (measured on a 2048^2 uint16 block: 4.9 ms whole, 3.1 ms in
+bands of 128 rows)."""
+
+
 def block_mean(a: np.ndarray) -> np.ndarray:
     """The 2x2 block mean over the last two axes; an odd last row or column averages the
     pixels it has. Integers are rounded to nearest (halves up), in the input's dtype.
@@ -61,6 +67,17 @@ def block_mean(a: np.ndarray) -> np.ndarray:
     >>> block_mean(np.array([[1, 2, 9], [3, 5, 8]], dtype=np.uint16))
     array([[3, 9]], dtype=uint16)
     """
+    *lead, h, w = a.shape
+    band = max(2, BAND_BYTES // max(1, a[..., :1, :].nbytes) // 2 * 2)
+    if h <= band:
+        return _block_mean(a)
+    out = np.empty((*lead, -(-h // 2), -(-w // 2)), dtype=a.dtype)
+    for r in range(0, h, band):  # band is even: each band's rows pair up as the whole's do
+        out[..., r // 2 : (r + band) // 2, :] = _block_mean(a[..., r : r + band, :])
+    return out
+
+
+def _block_mean(a: np.ndarray) -> np.ndarray:
     *lead, h, w = a.shape
     hh, ww = -(-h // 2), -(-w // 2)
     integer = np.issubdtype(a.dtype, np.integer) or a.dtype == bool
