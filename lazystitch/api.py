@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -37,7 +38,7 @@ from lazystitch.writers import (
 if TYPE_CHECKING:  # registration (scipy's sparse solvers), fusion and dask.array load when used
     import dask.array as da
 
-    from lazystitch.fusion import FusionPlan
+    from lazystitch.fusion import FusedGraph, FusionPlan
     from lazystitch.registration import Registration
 
 __all__ = ["LazyMosaic", "load_layout_and_tiles", "prepare", "register_tiles", "stitch"]
@@ -78,8 +79,13 @@ class LazyMosaic:
     tiles: TileSet
     layout: Layout
     plan: FusionPlan
-    mosaic: da.Array
+    fused: FusedGraph
     registration: Registration | None = None
+
+    @functools.cached_property
+    def mosaic(self) -> da.Array:
+        """The lazy mosaic: a dask array over :attr:`fused`'s graph (one task per block)."""
+        return self.fused.to_array()
 
     def attrs(self) -> dict[str, Any]:
         """Metadata stored on the output dataset."""
@@ -259,7 +265,7 @@ def _build(config: StitchConfig, tiles: TileSet, layout: Layout) -> LazyMosaic:
     registration = _register(config, tiles, layout, {}) if config.registration.enabled else None
     if registration is not None:
         layout = registration.layout
-    from lazystitch.fusion import fuse, plan_fusion
+    from lazystitch.fusion import fused_graph, plan_fusion
 
     plan = plan_fusion(layout)
     # blocks of 2 x 2 storage chunks: the writer stores each chunk straight from its block,
@@ -267,8 +273,8 @@ def _build(config: StitchConfig, tiles: TileSet, layout: Layout) -> LazyMosaic:
     out = config.output
     chunks = storage_chunks((*tiles.shape[:-2], *plan.mosaic_yx), out.chunks if out else None)
     block = (2 * chunks[-2], 2 * chunks[-1])
-    mosaic = fuse(tiles, layout, blend=config.fusion.blend, plan=plan, chunks=block)
-    return LazyMosaic(config, tiles, layout, plan, mosaic, registration)
+    fused = fused_graph(tiles, layout, blend=config.fusion.blend, plan=plan, chunks=block)
+    return LazyMosaic(config, tiles, layout, plan, fused, registration)
 
 
 def stitch(
@@ -333,7 +339,7 @@ def stitch(
     def run() -> WriteResult:
         current = job or _build(config, tiles, layout)  # registration computes on the cluster
         return write_hdf5(
-            current.mosaic,
+            current.fused,  # the graph alone: dask.array is not imported
             out.path,
             dataset=out.dataset,
             chunks=out.chunks,

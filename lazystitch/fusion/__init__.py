@@ -12,12 +12,21 @@ from typing import TYPE_CHECKING, Any
 from lazystitch.fusion._weights import BlendMode, edge_ramp
 
 if TYPE_CHECKING:
-    from lazystitch.fusion._fuse import DEFAULT_BLOCK, fuse, fuse_block, resample_axis
+    from lazystitch.fusion._fuse import (
+        DEFAULT_BLOCK,
+        FusedGraph,
+        fuse,
+        fuse_block,
+        fused_graph,
+        resample_axis,
+    )
     from lazystitch.fusion._plan import BlockIndex, FusionPlan, block_index, plan_fusion
 
 _LAZY = {
     "DEFAULT_BLOCK": "_fuse",
+    "FusedGraph": "_fuse",
     "fuse": "_fuse",
+    "fused_graph": "_fuse",
     "fuse_block": "_fuse",
     "resample_axis": "_fuse",
     "BlockIndex": "_plan",
@@ -30,11 +39,13 @@ __all__ = [
     "DEFAULT_BLOCK",
     "BlendMode",
     "BlockIndex",
+    "FusedGraph",
     "FusionPlan",
     "block_index",
     "edge_ramp",
     "fuse",
     "fuse_block",
+    "fused_graph",
     "plan_fusion",
     "resample_axis",
 ]

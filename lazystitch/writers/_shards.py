@@ -66,8 +66,8 @@ SHARED_FS_HINT = (
     "(a shared filesystem)"
 )
 
-if TYPE_CHECKING:  # dask.array loads with the mosaic that is written
-    import dask.array as da
+if TYPE_CHECKING:
+    from lazystitch.writers._tasks import Mosaic
 
 
 class WriteMode(str, Enum):
@@ -302,7 +302,7 @@ def _prepare_folder(paths: OutputPaths, header: dict, shards: list[Shard], resum
 
 
 def _shard_graph(
-    mosaic: da.Array,
+    mosaic: Mosaic,
     arrays: list[ArraySpec],
     codec: ChunkCodec,
     header: dict,
@@ -391,7 +391,7 @@ def _finish_virtual(
 
 
 def write_sharded(
-    mosaic: da.Array,
+    mosaic: Mosaic,
     paths: OutputPaths,
     arrays: list[ArraySpec],
     header: dict,

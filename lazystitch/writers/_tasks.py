@@ -25,8 +25,13 @@ from dask.highlevelgraph import HighLevelGraph
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._plan import ArraySpec, ChunkIndex, Unit
 
-if TYPE_CHECKING:  # dask.array loads with the mosaic that is written
+if TYPE_CHECKING:  # dask.array loads with the mosaic that is written, if it is an array
     import dask.array as da
+
+    from lazystitch.fusion import FusedGraph
+
+    Mosaic = da.Array | FusedGraph
+    """A lazy mosaic: a dask array, or fusion's graph alone (its name, chunks and dtype)."""
 
 __all__ = [
     "PIECE_PREFIX",
@@ -270,7 +275,7 @@ def needed_units(
 
 
 def level0_graph(
-    mosaic: da.Array,
+    mosaic: Mosaic,
     arrays: list[ArraySpec],
     codec: ChunkCodec,
     skip: set[Unit],
@@ -320,7 +325,7 @@ def level0_graph(
 
 
 def unit_graph(
-    mosaic: da.Array,
+    mosaic: Mosaic,
     arrays: list[ArraySpec],
     codec: ChunkCodec,
     skip: set[Unit],

@@ -56,8 +56,8 @@ from lazystitch.writers._stream import stream_groups
 from lazystitch.writers._target import check_chunk_count, check_output, refuse_clobber
 from lazystitch.writers._tasks import UnitTask, level0_graph, unit_graph
 
-if TYPE_CHECKING:  # dask.array loads with the mosaic that is written
-    import dask.array as da
+if TYPE_CHECKING:
+    from lazystitch.writers._tasks import Mosaic
 
 __all__ = ["FORMATS", "ProgressFn", "WriteResult", "output_format", "plan_arrays", "write_hdf5"]
 
@@ -125,7 +125,7 @@ def plan_arrays(
 
 
 def write_hdf5(
-    mosaic: da.Array,
+    mosaic: Mosaic,
     path: str | os.PathLike,
     *,
     dataset: str = "mosaic",
@@ -149,7 +149,7 @@ def write_hdf5(
 
     Parameters
     ----------
-    mosaic : dask.array.Array
+    mosaic : dask.array.Array or lazystitch.fusion.FusedGraph
         The lazy mosaic (any chunking; it is cut into ``chunks``).
     path : path-like
         The output. It appears only when complete; meanwhile ``PATH.partial`` and
@@ -309,7 +309,7 @@ def _already_complete(paths: OutputPaths, header: dict, *, overwrite: bool, resu
 
 
 def _single_stream(
-    mosaic: da.Array,
+    mosaic: Mosaic,
     arrays: list[ArraySpec],
     codec: ChunkCodec,
     done: set[Unit],
@@ -332,7 +332,7 @@ def _single_stream(
 
 
 def _write_single(
-    mosaic: da.Array,
+    mosaic: Mosaic,
     paths: OutputPaths,
     arrays: list[ArraySpec],
     header: dict,
