@@ -289,3 +289,23 @@ def test_demo_runs_from_an_empty_folder(tmp_path):
     summary = last_json(proc.stdout)
     assert summary["max_abs_error"] == 0 and summary["chunks_written"] == summary["chunks_total"]
     assert "mosaic:" in proc.stdout and "stitched in" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_stitch_imports_neither_dask_array_nor_scipy(tmp_path, tiles):
+    """Start-up is part of a user's wall time: a stitch without registration writes fusion's
+    graph as it is, and dask.array (with scipy, which it imports) is never loaded."""
+    code = f"""
+import sys
+import lazystitch.api as api
+api.stitch({{"tiles": {{"pattern": {tiles.pattern!r}}},
+            "layout": {{"positions": {str(tiles.positions_csv)!r}}},
+            "output": {{"path": {str(tmp_path / "m.h5")!r}}}, "cluster": {{"workers": 1}}}})
+print(sorted(m for m in sys.modules if m.split(".")[0] == "scipy" or m.startswith("dask.array")))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    np.testing.assert_array_equal(
+        _read(tmp_path / "m.h5"), reference_stitch(tiles.tiles, tiles.positions, "linear")
+    )
