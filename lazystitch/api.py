@@ -97,7 +97,7 @@ class LazyMosaic:
             "tile_positions": self.layout.pixel_positions,
             "tile_positions_input": self.layout.positions,
             "tile_files": np.array(
-                [str(self.tiles.headers[k].path) for k in self.layout.keys], dtype=object
+                [self.tiles.sources[k].name for k in self.layout.keys], dtype=object
             ),
             "tile_shape": np.array(self.tiles.shape, dtype=np.int64),
             "origin_yx": np.array(self.layout.origin, dtype=np.int64),
@@ -314,7 +314,7 @@ def stitch(
     if out is None:
         raise ConfigError("invalid configuration: output.path: required key is missing")
     tiles, layout = load_layout_and_tiles(config)
-    inputs = [hd.path for hd in tiles.headers.values()]
+    inputs = tiles.paths
     inputs += [config.layout.positions] if config.layout.positions else []
     fmt = output_format(out.path, out.format)
     shape = (*tiles.shape[:-2], *layout.mosaic_yx)

@@ -402,7 +402,7 @@ def fused_graph(
     (plan, block index, region reader) and its block index, as ``map_blocks`` would give it.
     Built by hand because ``map_blocks`` lives in dask.array, which this avoids importing."""
     blend = BlendMode(blend)
-    missing = [k for k in layout.keys if k not in tiles.headers]
+    missing = [k for k in layout.keys if k not in tiles.sources]
     if missing:
         raise KeyError(f"the layout names tiles that were not opened: {missing[:5]}")
     if tuple(tiles.tile_yx) != tuple(layout.tile_yx):

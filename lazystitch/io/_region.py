@@ -15,31 +15,10 @@ import tifffile
 
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError
+from lazystitch.io._source import Window
 from lazystitch.io._tiff import check_unchanged, reading
 
-__all__ = ["RegionReader", "read_tiff_region"]
-
-Window = tuple[slice, slice]
-
-
-@dataclass(frozen=True)
-class RegionReader:
-    """Reads Y, X windows of a fixed list of tiles, by their place in the list.
-
-    A picklable recipe (paths, shape and dtype; never an open file): fusion's block tasks call
-    it on the workers, each opening only the files and reading only the strips it needs.
-    """
-
-    paths: tuple[str, ...]
-    shape: Shape
-    dtype: np.dtype
-
-    def __call__(self, index: int, window: Window) -> np.ndarray:
-        return self.read(index, window)[0]
-
-    def read(self, index: int, window: Window) -> tuple[np.ndarray, int]:
-        """The window (possibly a read-only view) and the bytes read from the file for it."""
-        return read_tiff_region(self.paths[index], self.shape, self.dtype, window, view=True)
+__all__ = ["read_tiff_region"]
 
 
 def read_tiff_region(

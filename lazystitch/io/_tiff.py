@@ -14,8 +14,13 @@ import tifffile
 
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
+from lazystitch.io._source import TileSource, check_axes
 
-__all__ = ["TiffHeader", "read_tiff", "tiff_header"]
+__all__ = ["TiffHeader", "TiffReader", "read_tiff", "tiff_header", "tiff_source"]
+
+_LEADING = {1: "z", 2: "cz", 3: "tcz"}
+"""Names for leading axes whose TIFF axis letters are not t, c, z in order (ImageJ's and
+tifffile's I, Q, or none): one leading axis is taken for z, as the tiles' planes."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,47 @@ class TiffHeader:
     dtype: np.dtype
     size: int
     mtime_ns: int
+    axes: str = ""  # tifffile's axis letters of the series
+
+
+@dataclass(frozen=True)
+class TiffReader:
+    """Reads windows of one TIFF tile (its first series) by path, opening it in the task."""
+
+    path: str
+    shape: Shape
+    dtype: np.dtype
+
+    def read(self, window: tuple[slice, slice], view: bool = False) -> tuple[np.ndarray, int]:
+        from lazystitch.io._region import read_tiff_region
+
+        return read_tiff_region(self.path, self.shape, self.dtype, window, view=view)
+
+
+def tiff_source(path: str | os.PathLike) -> TileSource:
+    """The :class:`~lazystitch.io.TileSource` of a TIFF tile, from its header (see
+    :func:`tiff_header` for what is checked)."""
+    hd = tiff_header(path)
+    letters = hd.axes.lower()[-len(hd.shape) :] if hd.axes else ""
+    lead = len(hd.shape) - 2
+    try:
+        axes = check_axes(letters, len(hd.shape), "")
+    except TileError:
+        axes = _LEADING.get(lead, "") + "yx"
+        if len(axes) != len(hd.shape):
+            raise TileError(
+                f"tile file {hd.path} has {len(hd.shape)} axes ({hd.axes!r}); "
+                "lazystitch reads tiles of at most t, c, z, y, x"
+            ) from None
+    return TileSource(
+        name=str(hd.path),
+        shape=hd.shape,
+        dtype=hd.dtype,
+        axes=axes,
+        reader=TiffReader(str(hd.path), hd.shape, hd.dtype),
+        identity=f"{hd.size}:{hd.mtime_ns}",
+        path=hd.path,
+    )
 
 
 def tiff_header(path: str | os.PathLike) -> TiffHeader:
@@ -71,7 +117,7 @@ def tiff_header(path: str | os.PathLike) -> TiffHeader:
             f"tile file {path} has {shape[-1]} samples per pixel (RGB, axes {axes!r}); "
             "lazystitch stitches single-channel tiles whose last two axes are Y, X"
         )
-    return TiffHeader(path, shape, dtype, st.st_size, st.st_mtime_ns)
+    return TiffHeader(path, shape, dtype, st.st_size, st.st_mtime_ns, axes)
 
 
 def _data_end(series: tifffile.TiffPageSeries) -> int:

@@ -1,4 +1,4 @@
-"""A checked set of tiles, each exposed as a lazy dask array."""
+"""A checked set of tiles: their sources, one shape, dtype and axes."""
 
 from __future__ import annotations
 
@@ -16,72 +16,125 @@ import numpy as np
 from lazystitch._typing import Shape, TileKey
 from lazystitch.errors import TileError
 from lazystitch.io._pattern import tile_paths
-from lazystitch.io._region import RegionReader
-from lazystitch.io._tiff import TiffHeader, read_tiff, tiff_header
+from lazystitch.io._source import RegionReader, TileSource, WindowReader
+from lazystitch.io._tiff import tiff_source
 
 if TYPE_CHECKING:  # dask.array loads with the first tile array
     import dask.array as da
 
-__all__ = ["TileSet", "open_tiles", "open_tiles_pattern"]
+__all__ = ["TileSet", "open_tiles", "open_tiles_pattern", "tile_set"]
 
 
 @dataclass(frozen=True)
 class TileSet:
-    """Tiles that were all checked to exist and share one shape and dtype.
+    """Tiles that were all checked (headers only) to share one shape, dtype and axes.
 
     Attributes
     ----------
-    headers : dict
-        ``{(row, col): TiffHeader}`` sorted by (row, col).
+    sources : dict
+        ``{(row, col): TileSource}`` sorted by (row, col): what each tile's reader found.
     shape : tuple of int
-        Shape of every tile, ``(..., Y, X)``; leading axes (z, t, c) ride along.
+        Shape of every tile, ``(..., Y, X)``; leading axes (t, c, z) ride along.
     dtype : numpy.dtype
     """
 
-    headers: Mapping[TileKey, TiffHeader]
+    sources: Mapping[TileKey, TileSource]
     shape: Shape
     dtype: np.dtype
 
     @property
     def keys(self) -> tuple[TileKey, ...]:
-        return tuple(self.headers)
+        return tuple(self.sources)
 
     @property
     def tile_yx(self) -> tuple[int, int]:
         return int(self.shape[-2]), int(self.shape[-1])
 
+    @property
+    def axes(self) -> str:
+        """The tiles' axis names (``"yx"``, ``"zyx"``, ``"cyx"``...)."""
+        return next(iter(self.sources.values())).axes
+
+    @property
+    def paths(self) -> list[Path]:
+        """The files the tiles are read from (an output may not be one of them)."""
+        return list(dict.fromkeys(s.path for s in self.sources.values() if s.path is not None))
+
+    def with_keys(self, keys: Mapping[TileKey, TileKey]) -> TileSet:
+        """The same tiles under new (row, col): ``keys`` maps each old key to its new one."""
+        moved = {keys[k]: s for k, s in self.sources.items()}
+        return TileSet(dict(sorted(moved.items())), self.shape, self.dtype)
+
     def region_reader(self, keys: Sequence[TileKey]) -> RegionReader:
         """A picklable reader of Y, X windows of the tiles ``keys``, called with a tile's place
         in ``keys``: what tasks that read many tiles carry (see ``fusion.fuse``)."""
-        return RegionReader(tuple(str(self.headers[k].path) for k in keys), self.shape, self.dtype)
+        return RegionReader(tuple(self.sources[k].reader for k in keys), self.shape, self.dtype)
 
     def dask_tile(self, key: TileKey) -> da.Array:
-        """The tile at ``key`` as a one-chunk dask array (a ``dask.delayed`` TIFF read)."""
+        """The tile at ``key`` as a one-chunk dask array (a ``dask.delayed`` read)."""
         import dask.array as da
 
-        header = self.headers[key]
-        token = f"read-tile-{_token(header)}"
-        delayed = dask.delayed(read_tiff, pure=True, name=token)(
-            str(header.path), self.shape, self.dtype
-        )
+        src = self.sources[key]
+        token = f"read-tile-{_token(src)}"
+        whole = (slice(0, self.shape[-2]), slice(0, self.shape[-1]))
+        delayed = dask.delayed(_read_whole, pure=True, name=token)(src.reader, whole)
         return da.from_delayed(delayed, shape=self.shape, dtype=self.dtype, name=f"tile-{token}")
 
     def manifest(self) -> dict[str, str]:
-        """``{tile file: "size:modification time (ns)"}`` in (row, col) order: what a resume
-        compares to name a tile file that changed."""
-        return {str(hd.path.resolve()): f"{hd.size}:{hd.mtime_ns}" for hd in self.headers.values()}
+        """``{tile: identity}`` in (row, col) order (for a file, its absolute path and
+        "size:modification time (ns)"): what a resume compares to name a tile that changed."""
+        return {_where(s): s.identity for s in self.sources.values()}
 
     def fingerprint(self) -> str:
-        """A hash of every tile's (row, col), path, size and modification time."""
+        """A hash of every tile's (row, col), place and identity."""
         h = hashlib.sha256()
-        for key, hd in self.headers.items():
-            h.update(f"{key}|{hd.path.resolve()}|{hd.size}|{hd.mtime_ns}\n".encode())
+        for key, s in self.sources.items():
+            h.update(f"{key}|{_where(s)}|{s.identity}\n".encode())
         return h.hexdigest()
 
 
-def _token(header: TiffHeader) -> str:
-    raw = f"{header.path.resolve()}|{header.size}|{header.mtime_ns}"
+def _where(src: TileSource) -> str:
+    """A file tile by its absolute path, any other by its name."""
+    if src.path is not None and src.name == str(src.path):
+        return str(src.path.resolve())
+    return src.name
+
+
+def _read_whole(reader: WindowReader, window: tuple[slice, slice]) -> np.ndarray:
+    return reader.read(window)[0]
+
+
+def _token(src: TileSource) -> str:
+    raw = f"{_where(src)}|{src.identity}"
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+def tile_set(sources: Mapping[TileKey, TileSource]) -> TileSet:
+    """Check that the tiles share one shape, dtype and axes; the :class:`TileSet` of them.
+
+    Raises
+    ------
+    TileError
+        Naming the first tile (and its row, col) that differs from the first one.
+    """
+    keys = sorted(sources)
+    if not keys:
+        raise TileError("no tiles were given")
+    ref = sources[keys[0]]
+    for key in keys[1:]:
+        src = sources[key]
+        for what in ("shape", "dtype", "axes"):
+            mine, theirs = getattr(src, what), getattr(ref, what)
+            if mine != theirs:
+                raise TileError(
+                    f"tile {src.name} (row {key[0]}, col {key[1]}) has {what} {_show(mine)}, "
+                    f"but tile {ref.name} has {_show(theirs)}; all tiles must have one {what}"
+                )
+    return TileSet(sources={k: sources[k] for k in keys}, shape=ref.shape, dtype=ref.dtype)
+
+
+def _show(value: object) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def open_tiles(paths: Mapping[TileKey, str | os.PathLike]) -> TileSet:
@@ -101,7 +154,7 @@ def open_tiles(paths: Mapping[TileKey, str | os.PathLike]) -> TileSet:
     if not keys:
         raise TileError("no tiles were given")
     with ThreadPoolExecutor(max_workers=min(8, len(keys))) as pool:
-        results = list(pool.map(_try_header, (Path(paths[k]) for k in keys)))
+        results = list(pool.map(_try_source, (Path(paths[k]) for k in keys)))
     errors = [r for r in results if isinstance(r, Exception)]
     if errors:
         first = errors[0]
@@ -109,27 +162,12 @@ def open_tiles(paths: Mapping[TileKey, str | os.PathLike]) -> TileSet:
             msg = f"{first} (and {len(errors) - 1} more bad tile file(s))"
             raise type(first)(msg)
         raise first
-    headers: dict[TileKey, TiffHeader] = dict(zip(keys, results, strict=True))  # type: ignore[arg-type]
-    ref_key = keys[0]
-    ref = headers[ref_key]
-    for key in keys[1:]:
-        hd = headers[key]
-        if hd.shape != ref.shape:
-            raise TileError(
-                f"tile file {hd.path} (row {key[0]}, col {key[1]}) has shape {hd.shape}, "
-                f"but tile {ref.path} has {ref.shape}; all tiles must have one shape"
-            )
-        if hd.dtype != ref.dtype:
-            raise TileError(
-                f"tile file {hd.path} (row {key[0]}, col {key[1]}) has dtype {hd.dtype}, "
-                f"but tile {ref.path} has {ref.dtype}; all tiles must have one dtype"
-            )
-    return TileSet(headers=headers, shape=ref.shape, dtype=ref.dtype)
+    return tile_set(dict(zip(keys, results, strict=True)))  # type: ignore[arg-type]
 
 
-def _try_header(path: Path) -> TiffHeader | Exception:
+def _try_source(path: Path) -> TileSource | Exception:
     try:
-        return tiff_header(path)
+        return tiff_source(path)
     except TileError as exc:
         return exc
 

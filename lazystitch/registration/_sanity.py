@@ -158,8 +158,8 @@ def _alternatives(tiles: TileSet, layout: Layout) -> Iterator[tuple[str, str, Ti
     for problem, fix, perm in ALTERNATIVES:
         if problem.startswith("rows and columns") and rows != cols:
             continue
-        moved = {perm(r, c, rows, cols): hd for (r, c), hd in tiles.headers.items()}
-        if set(moved) != set(tiles.headers):
+        moved = {(r, c): perm(r, c, rows, cols) for r, c in tiles.keys}
+        if set(moved.values()) != set(tiles.keys):
             continue
-        alt = TileSet(headers=dict(sorted(moved.items())), shape=tiles.shape, dtype=tiles.dtype)
+        alt = tiles.with_keys(moved)
         yield problem, fix, alt, grid_layout(rows, cols, layout.tile_yx, (oy, ox))

@@ -90,7 +90,7 @@ def test_tile_changed_after_check_fails_clearly_at_compute(tileset):
 def test_tileset_and_tasks_pickle(tileset):
     ts = open_tiles_pattern(tileset.pattern, tileset.positions)
     again = pickle.loads(pickle.dumps(ts))
-    assert again.headers == ts.headers
+    assert again.sources == ts.sources
     arr = pickle.loads(pickle.dumps(ts.dask_tile((0, 0))))
     np.testing.assert_array_equal(arr.compute(), tileset.tiles[(0, 0)])
 
