@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from lazystitch.api import LazyMosaic, load_layout_and_tiles, prepare, stitch
     from lazystitch.config import StitchConfig, load_config
     from lazystitch.fusion import BlendMode, fuse, plan_fusion
-    from lazystitch.io import TileSet, open_tiles, open_tiles_pattern
+    from lazystitch.io import TileSet, TileSource, from_arrays, open_tiles, open_tiles_pattern
     from lazystitch.layout import Layout, grid_layout, positions_from_csv
     from lazystitch.writers import ChunkCodec, WriteResult, describe_output, write_hdf5
 
@@ -23,7 +23,7 @@ _WHERE = {
     "lazystitch.api": ("LazyMosaic", "load_layout_and_tiles", "prepare", "stitch"),
     "lazystitch.config": ("StitchConfig", "load_config"),
     "lazystitch.fusion": ("BlendMode", "fuse", "plan_fusion"),
-    "lazystitch.io": ("TileSet", "open_tiles", "open_tiles_pattern"),
+    "lazystitch.io": ("TileSet", "TileSource", "from_arrays", "open_tiles", "open_tiles_pattern"),
     "lazystitch.layout": ("Layout", "grid_layout", "positions_from_csv"),
     "lazystitch.writers": ("ChunkCodec", "WriteResult", "describe_output", "write_hdf5"),
 }
@@ -36,9 +36,11 @@ __all__ = [
     "LazyMosaic",
     "StitchConfig",
     "TileSet",
+    "TileSource",
     "WriteResult",
     "__version__",
     "describe_output",
+    "from_arrays",
     "fuse",
     "grid_layout",
     "load_config",

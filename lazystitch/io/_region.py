@@ -9,6 +9,7 @@ import math
 import mmap
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -53,7 +54,7 @@ def read_tiff_region(
         # its descriptor maps the pixels of uncompressed pages
         with open(path, "rb") as fh, tifffile.TiffFile(fh) as tif:
             series = tif.series[0]
-            pages = list(series.pages)
+            pages: list[Any] = [p if p is None else p.aspage() for p in series.pages]  # frames
             check_unchanged(path, shape, dtype, series)
             if len(pages) != planes or any(
                 p is None or tuple(p.shape) != tuple(shape[-2:]) for p in pages
@@ -110,7 +111,7 @@ def _planes_layout(
     read held the GIL for about a quarter of the reading's time."""
     with open(path, "rb") as fh, tifffile.TiffFile(fh) as tif:
         series = tif.series[0]
-        pages = list(series.pages)
+        pages: list[Any] = [p if p is None else p.aspage() for p in series.pages]  # frames
         check_unchanged(path, shape, dtype, series)
         planes = math.prod(shape[:-2])
         if len(pages) != planes or not all(

@@ -16,7 +16,7 @@ from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
 from lazystitch.io._source import TileSource, check_axes
 
-__all__ = ["TiffHeader", "TiffReader", "read_tiff", "tiff_header", "tiff_source"]
+__all__ = ["TiffFiles", "TiffHeader", "TiffReader", "read_tiff", "tiff_header", "tiff_source"]
 
 _LEADING = {1: "z", 2: "cz", 3: "tcz"}
 """Names for leading axes whose TIFF axis letters are not t, c, z in order (ImageJ's and
@@ -47,6 +47,32 @@ class TiffReader:
         from lazystitch.io._region import read_tiff_region
 
         return read_tiff_region(self.path, self.shape, self.dtype, window, view=view)
+
+    @classmethod
+    def batch(cls, readers: list[TiffReader]) -> TiffFiles | None:
+        """Readers of one shape and dtype as one recipe holding their paths."""
+        shape, dtype = readers[0].shape, readers[0].dtype
+        if any(r.shape != shape or r.dtype != dtype for r in readers):
+            return None
+        return TiffFiles(tuple(r.path for r in readers), shape, dtype)
+
+
+@dataclass(frozen=True)
+class TiffFiles:
+    """The region reader of TIFF tiles of one shape and dtype: their paths (see
+    :func:`~lazystitch.io.region_reader`)."""
+
+    paths: tuple[str, ...]
+    shape: Shape
+    dtype: np.dtype
+
+    def __call__(self, index: int, window: tuple[slice, slice]) -> np.ndarray:
+        return self.read(index, window)[0]
+
+    def read(self, index: int, window: tuple[slice, slice]) -> tuple[np.ndarray, int]:
+        from lazystitch.io._region import read_tiff_region
+
+        return read_tiff_region(self.paths[index], self.shape, self.dtype, window, view=True)
 
 
 def tiff_source(path: str | os.PathLike) -> TileSource:

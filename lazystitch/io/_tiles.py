@@ -16,7 +16,7 @@ import numpy as np
 from lazystitch._typing import Shape, TileKey
 from lazystitch.errors import TileError
 from lazystitch.io._pattern import tile_paths
-from lazystitch.io._source import RegionReader, TileSource, WindowReader
+from lazystitch.io._source import RegionReader, TileSource, WindowReader, region_reader
 from lazystitch.io._tiff import tiff_source
 
 if TYPE_CHECKING:  # dask.array loads with the first tile array
@@ -68,7 +68,7 @@ class TileSet:
     def region_reader(self, keys: Sequence[TileKey]) -> RegionReader:
         """A picklable reader of Y, X windows of the tiles ``keys``, called with a tile's place
         in ``keys``: what tasks that read many tiles carry (see ``fusion.fuse``)."""
-        return RegionReader(tuple(self.sources[k].reader for k in keys), self.shape, self.dtype)
+        return region_reader([self.sources[k].reader for k in keys])
 
     def dask_tile(self, key: TileKey) -> da.Array:
         """The tile at ``key`` as a one-chunk dask array (a ``dask.delayed`` read)."""

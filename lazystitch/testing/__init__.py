@@ -1,5 +1,7 @@
-"""Synthetic tile sets with known positions, and a NumPy reference stitch (the test oracle)."""
+"""Synthetic tile sets with known positions, a NumPy reference stitch (the test oracle), and
+the conformance check every tile reader passes."""
 
+from lazystitch.testing._conformance import check_tile_set
 from lazystitch.testing._reference import reference_stitch
 from lazystitch.testing._registration import RegistrationTiles, make_registration_tiles
 from lazystitch.testing._synthetic import (
@@ -13,6 +15,7 @@ from lazystitch.testing._synthetic import (
 __all__ = [
     "RegistrationTiles",
     "SyntheticTiles",
+    "check_tile_set",
     "cut_tiles",
     "make_registration_tiles",
     "make_tiles",
