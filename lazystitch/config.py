@@ -90,7 +90,8 @@ def _overlap_value(part: Any) -> float:
 class TilesOptions(_Model):
     pattern: str = Field(
         description="Tile file pattern with {row} and {col} fields (format specs allowed), "
-        "e.g. 'tiles/tile_r{row:03d}_c{col:03d}.tif'. Relative paths are relative to the "
+        "e.g. 'tiles/tile_r{row:03d}_c{col:03d}.tif', or datasets in HDF5 files: "
+        "'tiles.h5:/tile_{row}_{col}'. Relative paths are relative to the "
         "config file (or the working directory for CLI flags)."
     )
     start: int = Field(0, ge=0, description="Number of the first row/column/index in file names.")

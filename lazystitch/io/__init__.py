@@ -1,6 +1,7 @@
 """Readers: find tiles, check their headers, describe each as a :class:`TileSource`."""
 
 from lazystitch.io._arrays import ArrayReader, from_arrays
+from lazystitch.io._hdf5 import H5Reader, hdf5_source, split_container
 from lazystitch.io._pattern import ORDERS, acquisition_index, pattern_fields, tile_paths
 from lazystitch.io._region import read_tiff_region
 from lazystitch.io._source import (
@@ -19,6 +20,7 @@ __all__ = [
     "AXES",
     "ORDERS",
     "ArrayReader",
+    "H5Reader",
     "Readers",
     "RegionReader",
     "TiffHeader",
@@ -29,12 +31,14 @@ __all__ = [
     "acquisition_index",
     "check_axes",
     "from_arrays",
+    "hdf5_source",
     "open_tiles",
     "open_tiles_pattern",
     "pattern_fields",
     "read_tiff",
     "read_tiff_region",
     "region_reader",
+    "split_container",
     "tiff_header",
     "tiff_source",
     "tile_paths",

@@ -15,6 +15,7 @@ import numpy as np
 
 from lazystitch._typing import Shape, TileKey
 from lazystitch.errors import TileError
+from lazystitch.io._hdf5 import hdf5_source, split_container
 from lazystitch.io._pattern import tile_paths
 from lazystitch.io._source import RegionReader, TileSource, WindowReader, region_reader
 from lazystitch.io._tiff import tiff_source
@@ -140,6 +141,8 @@ def _show(value: object) -> str:
 def open_tiles(paths: Mapping[TileKey, str | os.PathLike]) -> TileSet:
     """Check every tile's header and return them as a :class:`TileSet`.
 
+    A location is a TIFF file, or a dataset inside an HDF5 file written ``FILE.h5:/path``.
+
     Reads headers only (in a few threads, since shared filesystems are latency bound).
 
     Raises
@@ -165,9 +168,12 @@ def open_tiles(paths: Mapping[TileKey, str | os.PathLike]) -> TileSet:
     return tile_set(dict(zip(keys, results, strict=True)))  # type: ignore[arg-type]
 
 
-def _try_source(path: Path) -> TileSource | Exception:
+def _try_source(location: Path) -> TileSource | Exception:
     try:
-        return tiff_source(path)
+        inner = split_container(location)
+        if inner is not None:
+            return hdf5_source(*inner)
+        return tiff_source(location)
     except TileError as exc:
         return exc
 
