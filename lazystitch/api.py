@@ -19,8 +19,8 @@ import numpy as np
 from lazystitch._version import __version__
 from lazystitch.cluster import JOBQUEUE_CLASSES, active_client
 from lazystitch.config import StitchConfig, load_config
-from lazystitch.errors import ConfigError, UnlinkedTilesError
-from lazystitch.io import TileSet, open_tiles_pattern
+from lazystitch.errors import ConfigError, TileError, UnlinkedTilesError
+from lazystitch.io import TileSet, discover_keys, open_tiles_pattern
 from lazystitch.layout import Layout, grid_layout, positions_layout, read_positions_csv
 from lazystitch.writers import (
     ChunkCodec,
@@ -51,24 +51,93 @@ log = logging.getLogger(__name__)
 def load_layout_and_tiles(config: StitchConfig) -> tuple[TileSet, Layout]:
     """Open (header-check) the tiles the config names and build their layout."""
     lay, opts = config.layout, config.tiles
-    if lay.positions is not None:
+    grid = None
+    if lay.positions == "metadata":
+        keys = discover_keys(opts.pattern, start=opts.start)
+    elif lay.positions is not None:
         keys, positions = read_positions_csv(lay.positions)
-        grid = None
     else:
         assert lay.grid is not None
         grid = lay.grid
         keys = [(r, c) for r in range(grid[0]) for c in range(grid[1])]
     tiles = open_tiles_pattern(opts.pattern, keys, start=opts.start, order=opts.order, grid=grid)
-    if grid is None:
-        assert lay.positions is not None
-        layout = positions_layout(
-            keys, positions, tiles.tile_yx, lay.positions,
-            swap_xy=lay.swap_xy, flip_y=lay.flip_y, flip_x=lay.flip_x,
-        )  # fmt: skip
-    else:
+    if grid is not None:
         assert lay.overlap is not None  # the config requires it with a grid
-        layout = grid_layout(*grid, tiles.tile_yx, lay.overlap)
+        return tiles, grid_layout(*grid, tiles.tile_yx, lay.overlap)
+    if lay.positions == "metadata":
+        positions = _um_to_px(stage_positions_um(tiles), _pixel_size_yx(config, tiles, "metadata"))
+    elif lay.positions_unit == "um":
+        size = _pixel_size_yx(config, tiles, f"the positions CSV {lay.positions}")
+        positions = _um_to_px(positions, size)
+    assert lay.positions is not None
+    layout = positions_layout(
+        keys, positions, tiles.tile_yx, lay.positions,
+        swap_xy=lay.swap_xy, flip_y=lay.flip_y, flip_x=lay.flip_x,
+    )  # fmt: skip
     return tiles, layout
+
+
+def _um_to_px(um: np.ndarray, size_yx: np.ndarray) -> np.ndarray:
+    """Stage positions in µm as pixels from the first corner: only where tiles sit relative
+    to each other matters, and a stage origin that is no whole number of pixels away would
+    otherwise move every tile by the same fraction of a pixel."""
+    return (um - um.min(axis=0)) / size_yx
+
+
+def stage_positions_um(tiles: TileSet) -> np.ndarray:
+    """The tiles' stage (y, x) in µm from their metadata, in the tiles' order.
+
+    Raises
+    ------
+    TileError
+        Naming the first tile whose file gives no stage position in physical units.
+    """
+    missing = [s for s in tiles.sources.values() if s.position is None]
+    if missing:
+        raise TileError(
+            f"tile {missing[0].name} has no stage position in physical units in its metadata "
+            "(OME Plane PositionX/PositionY or StageLabel, with a length unit; OME's default "
+            "'reference frame' is not one)"
+            + (f", nor do {len(missing) - 1} more tile(s)" if len(missing) > 1 else "")
+            + "; give the positions as a CSV (--positions FILE.csv) instead"
+        )
+    return np.array([s.position[-2:] for s in tiles.sources.values() if s.position is not None])
+
+
+def _output_pixel_size(config: StitchConfig, tiles: TileSet) -> float | None:
+    """The pixel size recorded in the output: tiles.pixel_size, else the tiles' own where
+    every tile records one square pixel size."""
+    if config.tiles.pixel_size is not None:
+        return config.tiles.pixel_size
+    found = tiles_pixel_size(tiles)
+    return found[0] if found is not None and math.isclose(*found, rel_tol=1e-9) else None
+
+
+def _pixel_size_yx(config: StitchConfig, tiles: TileSet, what: str) -> np.ndarray:
+    """The Y, X pixel size (µm) to turn µm positions into pixels: tiles.pixel_size, else the
+    tiles' own (all alike)."""
+    if config.tiles.pixel_size is not None:
+        return np.array([config.tiles.pixel_size] * 2)
+    found = tiles_pixel_size(tiles)
+    if found is None:
+        raise ConfigError(
+            f"invalid configuration: tiles.pixel_size: {what} gives positions in µm, but the "
+            "tiles do not all record one Y, X pixel size; give --pixel-size UM"
+        )
+    return np.array(found)
+
+
+def tiles_pixel_size(tiles: TileSet) -> tuple[float, float] | None:
+    """The (Y, X) µm per px every tile records, or None if any does not or they differ."""
+    sizes = {
+        s.pixel_size[-2:] if s.pixel_size is not None else None for s in tiles.sources.values()
+    }
+    if len(sizes) != 1:
+        return None
+    only = sizes.pop()
+    if only is None or None in only:
+        return None
+    return (float(only[0]), float(only[1]))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -315,7 +384,8 @@ def stitch(
         raise ConfigError("invalid configuration: output.path: required key is missing")
     tiles, layout = load_layout_and_tiles(config)
     inputs = tiles.paths
-    inputs += [config.layout.positions] if config.layout.positions else []
+    csv = config.layout.positions
+    inputs += [csv] if isinstance(csv, Path) else []
     fmt = output_format(out.path, out.format)
     shape = (*tiles.shape[:-2], *layout.mosaic_yx)
     fmt.check(shape, tiles.dtype, ChunkCodec.parse(out.compression))
@@ -354,7 +424,7 @@ def stitch(
             inputs=inputs,
             levels=out.levels if out.pyramid else 1,
             format=fmt.name,
-            pixel_size=config.tiles.pixel_size,
+            pixel_size=_output_pixel_size(config, tiles),
         )
 
     job_bytes = sum(math.prod(a.shape) for a in arrays) * tiles.dtype.itemsize

@@ -124,10 +124,16 @@ class LayoutOptions(_Model):
         "tile (< 1, e.g. 0.1), a percentage ('10%') or whole pixels ('64' or '64px'); one "
         "value or 'Y,X'.",
     )
-    positions: Path | None = Field(
+    positions: Literal["metadata"] | Path | None = Field(
         None,
-        description="CSV with header 'row,col,y,x' giving each tile's top-left corner in px; "
-        "cells may be missing. Instead of 'grid'.",
+        description="CSV with header 'row,col,y,x' giving each tile's top-left corner "
+        "(cells may be missing), or 'metadata': the stage positions in the tile files "
+        "(OME-XML), in µm, the tiles found on disk by the pattern. Instead of 'grid'.",
+    )
+    positions_unit: Literal["px", "um"] = Field(
+        "px",
+        description="Unit of a positions CSV: pixels, or µm (divided by the pixel size: "
+        "--pixel-size, else the tiles' own).",
     )
     swap_xy: bool = Field(
         False, description="With 'positions': the CSV's y and x are exchanged (applied first)."
@@ -448,7 +454,7 @@ def _resolve(data: dict, base: Path | None) -> dict:
         ("registration", "report"),
     ):
         sec = out.get(section)
-        if isinstance(sec, dict) and isinstance(sec.get(key), str):
+        if isinstance(sec, dict) and isinstance(sec.get(key), str) and sec[key] != "metadata":
             p = Path(sec[key]).expanduser()
             sec[key] = str(p if p.is_absolute() else base / p)
     return out

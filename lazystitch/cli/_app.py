@@ -199,7 +199,7 @@ def register_cmd(
 
 def _inputs(cfg: Any) -> list[Path]:
     """The files a run reads that no output may replace (the tiles are checked by the API)."""
-    return [p for p in (cfg.layout.positions,) if p is not None]
+    return [p for p in (cfg.layout.positions,) if isinstance(p, Path)]
 
 
 @app.command("validate-config", context_settings=_CONTEXT)

@@ -2,7 +2,13 @@
 
 from lazystitch.io._arrays import ArrayReader, from_arrays
 from lazystitch.io._hdf5 import H5Reader, hdf5_source, split_container
-from lazystitch.io._pattern import ORDERS, acquisition_index, pattern_fields, tile_paths
+from lazystitch.io._pattern import (
+    ORDERS,
+    acquisition_index,
+    discover_keys,
+    pattern_fields,
+    tile_paths,
+)
 from lazystitch.io._region import read_tiff_region
 from lazystitch.io._source import (
     AXES,
@@ -30,6 +36,7 @@ __all__ = [
     "WindowReader",
     "acquisition_index",
     "check_axes",
+    "discover_keys",
     "from_arrays",
     "hdf5_source",
     "open_tiles",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import string
 from collections.abc import Iterable
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 from lazystitch._typing import TileKey
 from lazystitch.errors import ConfigError
 
-__all__ = ["ORDERS", "acquisition_index", "pattern_fields", "tile_paths"]
+__all__ = ["ORDERS", "acquisition_index", "discover_keys", "pattern_fields", "tile_paths"]
 
 _ALLOWED = {"row", "col", "index"}
 ORDERS = ("row", "column", "snake-row", "snake-column")
@@ -108,3 +110,57 @@ def tile_paths(
             raise ConfigError(f"tiles.pattern {pattern!r} cannot be formatted: {exc}") from None
         out[(r, c)] = Path(name)
     return out
+
+
+def discover_keys(pattern: str | Path, *, start: int = 0) -> list[TileKey]:
+    """The (row, col) of every tile file that ``pattern`` matches on disk, for layouts that
+    come from the files themselves (stage positions in their metadata).
+
+    A ``{row}``/``{col}`` pattern gives each file's (row, col) (less ``start``); an
+    ``{index}`` pattern numbers the files along one row, (0, index - start). Only the file
+    name part may hold fields.
+
+    Raises
+    ------
+    ConfigError
+        If a folder in the pattern has fields, or no file matches.
+    """
+    pattern = str(pattern)
+    fields = pattern_fields(pattern)
+    folder, name = os.path.split(pattern)
+    if _fields(folder):
+        raise ConfigError(
+            f"tiles.pattern {pattern!r}: with positions from the files' metadata only the "
+            "file name may hold {row}, {col} or {index}, not the folder"
+        )
+    regex, seen = [], set()
+    for literal, field, _spec, _conv in string.Formatter().parse(name):
+        regex.append(re.escape(literal))
+        if field is not None:  # a field repeated in the name is matched, not captured again
+            regex.append("[0-9]+" if field in seen else f"(?P<{field}>[0-9]+)")
+            seen.add(field)
+    matcher = re.compile("".join(regex) + r"\Z")
+    keys: list[TileKey] = []
+    for entry in sorted(os.listdir(folder or ".")) if os.path.isdir(folder or ".") else []:
+        m = matcher.match(entry)
+        if m is None:
+            continue
+        if "index" in fields and not {"row", "col"} <= fields:
+            keys.append((0, int(m["index"]) - start))
+        else:
+            keys.append((int(m["row"]) - start, int(m["col"]) - start))
+    if not keys:
+        raise ConfigError(f"tiles.pattern {pattern!r} matches no file")
+    if len(set(keys)) != len(keys) or min(min(k) for k in keys) < 0:
+        raise ConfigError(
+            f"tiles.pattern {pattern!r}: the matching files do not number the tiles once each "
+            f"from {start} (tiles.start)"
+        )
+    return sorted(keys)
+
+
+def _fields(text: str) -> set[str]:
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except ValueError:
+        return set()

@@ -14,6 +14,7 @@ import tifffile
 
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
+from lazystitch.io._ome import ome_metadata
 from lazystitch.io._source import TileSource, check_axes
 
 __all__ = ["TiffFiles", "TiffHeader", "TiffReader", "read_tiff", "tiff_header", "tiff_source"]
@@ -33,6 +34,7 @@ class TiffHeader:
     size: int
     mtime_ns: int
     axes: str = ""  # tifffile's axis letters of the series
+    ome_xml: str | None = None  # the file's OME-XML, if it is an OME-TIFF
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ def tiff_source(path: str | os.PathLike) -> TileSource:
                 f"tile file {hd.path} has {len(hd.shape)} axes ({hd.axes!r}); "
                 "lazystitch reads tiles of at most t, c, z, y, x"
             ) from None
+    meta = ome_metadata(hd.ome_xml, axes, hd.shape, str(hd.path)) if hd.ome_xml else {}
     return TileSource(
         name=str(hd.path),
         shape=hd.shape,
@@ -98,6 +101,7 @@ def tiff_source(path: str | os.PathLike) -> TileSource:
         reader=TiffReader(str(hd.path), hd.shape, hd.dtype),
         identity=f"{hd.size}:{hd.mtime_ns}",
         path=hd.path,
+        **meta,
     )
 
 
@@ -129,6 +133,7 @@ def tiff_header(path: str | os.PathLike) -> TiffHeader:
             dtype = np.dtype(series.dtype)
             axes = series.axes
             end = _data_end(series)
+            ome_xml = tif.ome_metadata if tif.is_ome else None
     except (tifffile.TiffFileError, ValueError, IndexError, OSError, struct.error) as exc:
         raise TileError(f"tile file {path} is not a readable TIFF: {exc}") from None
     if end > st.st_size:
@@ -143,7 +148,7 @@ def tiff_header(path: str | os.PathLike) -> TiffHeader:
             f"tile file {path} has {shape[-1]} samples per pixel (RGB, axes {axes!r}); "
             "lazystitch stitches single-channel tiles whose last two axes are Y, X"
         )
-    return TiffHeader(path, shape, dtype, st.st_size, st.st_mtime_ns, axes)
+    return TiffHeader(path, shape, dtype, st.st_size, st.st_mtime_ns, axes, ome_xml)
 
 
 def _data_end(series: tifffile.TiffPageSeries) -> int:

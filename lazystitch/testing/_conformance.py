@@ -20,11 +20,20 @@ def _fail(src: TileSource, what: str) -> None:
     raise AssertionError(f"tile source {src.name}: {what}")
 
 
-def _open_fds() -> int | None:
+def _open_fds(paths: set[str]) -> int | None:
+    """How many of this process's descriptors are open on ``paths`` (None: not Linux).
+    Only the tiles' own files count: other threads may open and close files meanwhile."""
     try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:  # not Linux: not checked
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
         return None
+    n = 0
+    for fd in fds:
+        try:
+            n += os.path.realpath(os.readlink(f"/proc/self/fd/{fd}")) in paths
+        except OSError:  # closed meanwhile
+            continue
+    return n
 
 
 def check_tile_set(
@@ -51,14 +60,15 @@ def check_tile_set(
     for key in keys:
         src = tiles.sources[key]
         _check_header(src, tiles)
-    fds = _open_fds()
+    paths = {os.path.realpath(p) for k in checked if (p := tiles.sources[k].path) is not None}
+    fds = _open_fds(paths)
     for key in checked:
         src = tiles.sources[key]
         _check_reads(src, None if expected is None else np.asarray(expected[key]))
     gc.collect()
-    after = _open_fds()
+    after = _open_fds(paths)
     if fds is not None and after is not None and after > fds:
-        raise AssertionError(f"reading left {after - fds} file(s) open")
+        raise AssertionError(f"reading left {after - fds} tile file(s) open")
 
 
 def _check_header(src: TileSource, tiles: TileSet) -> None:
