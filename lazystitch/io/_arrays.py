@@ -12,13 +12,10 @@ from dask.base import tokenize
 
 from lazystitch._typing import TileKey
 from lazystitch.errors import TileError
-from lazystitch.io._source import TileSource, Window, check_axes
+from lazystitch.io._source import DEFAULT_AXES, TileSource, Window, check_axes
 from lazystitch.io._tiles import TileSet, tile_set
 
 __all__ = ["ArrayReader", "from_arrays"]
-
-DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}
-"""Axis names of an array tile when none are given, by its number of dimensions."""
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,11 @@ import numpy as np
 
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
-from lazystitch.io._source import TileSource, Window, check_axes
+from lazystitch.io._source import DEFAULT_AXES, TileSource, Window, check_axes
 
 __all__ = ["H5Reader", "hdf5_source", "split_container"]
 
 _CONTAINER = re.compile(r"^(?P<file>.+?\.(?:h5|hdf5|hdf|he5|nxs))(?::(?P<inner>/.*))$", re.I)
-
-DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}
-"""Axis names of a dataset tile, by its number of dimensions."""
 
 
 def split_container(location: str | os.PathLike) -> tuple[Path, str] | None:

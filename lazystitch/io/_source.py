@@ -23,6 +23,7 @@ from lazystitch.errors import TileError
 
 __all__ = [
     "AXES",
+    "DEFAULT_AXES",
     "Readers",
     "RegionReader",
     "TileSource",
@@ -37,6 +38,9 @@ Window = tuple[slice, slice]
 
 AXES = "tczyx"
 """Axis names a tile may have, in the order they may appear (the last two are always y, x)."""
+
+DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}
+"""Axis names of an array or dataset tile when its source names none, by its dimensions."""
 
 
 @runtime_checkable
