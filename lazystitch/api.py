@@ -104,40 +104,28 @@ def stage_positions_um(tiles: TileSet) -> np.ndarray:
     return np.array([s.position[-2:] for s in tiles.sources.values() if s.position is not None])
 
 
-def _output_pixel_size(config: StitchConfig, tiles: TileSet) -> float | None:
-    """The pixel size recorded in the output: tiles.pixel_size, else the tiles' own where
-    every tile records one square pixel size."""
+def _pixel_size(config: StitchConfig, tiles: TileSet) -> tuple[float, float] | None:
+    """The Y, X pixel size (µm): tiles.pixel_size, else the one every tile records."""
     if config.tiles.pixel_size is not None:
-        return config.tiles.pixel_size
-    found = tiles_pixel_size(tiles)
-    return found[0] if found is not None and math.isclose(*found, rel_tol=1e-9) else None
+        return config.tiles.pixel_size, config.tiles.pixel_size
+    return tiles.pixel_size_yx
+
+
+def _output_pixel_size(config: StitchConfig, tiles: TileSet) -> float | None:
+    """The pixel size recorded in the output (which takes one value for Y and X)."""
+    size = _pixel_size(config, tiles)
+    return size[0] if size is not None and math.isclose(*size, rel_tol=1e-9) else None
 
 
 def _pixel_size_yx(config: StitchConfig, tiles: TileSet, what: str) -> np.ndarray:
-    """The Y, X pixel size (µm) to turn µm positions into pixels: tiles.pixel_size, else the
-    tiles' own (all alike)."""
-    if config.tiles.pixel_size is not None:
-        return np.array([config.tiles.pixel_size] * 2)
-    found = tiles_pixel_size(tiles)
-    if found is None:
+    """The Y, X pixel size that turns ``what``'s µm positions into pixels."""
+    size = _pixel_size(config, tiles)
+    if size is None:
         raise ConfigError(
             f"invalid configuration: tiles.pixel_size: {what} gives positions in µm, but the "
             "tiles do not all record one Y, X pixel size; give --pixel-size UM"
         )
-    return np.array(found)
-
-
-def tiles_pixel_size(tiles: TileSet) -> tuple[float, float] | None:
-    """The (Y, X) µm per px every tile records, or None if any does not or they differ."""
-    sizes = {
-        s.pixel_size[-2:] if s.pixel_size is not None else None for s in tiles.sources.values()
-    }
-    if len(sizes) != 1:
-        return None
-    only = sizes.pop()
-    if only is None or None in only:
-        return None
-    return (float(only[0]), float(only[1]))  # type: ignore[arg-type]
+    return np.array(size)
 
 
 @dataclass(frozen=True)

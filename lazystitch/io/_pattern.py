@@ -51,7 +51,7 @@ def pattern_fields(pattern: str) -> set[str]:
         nor ``{index}``.
     """
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
+        fields = _fields(pattern)
     except ValueError as exc:
         raise ConfigError(f"tiles.pattern {pattern!r} is not a valid pattern: {exc}") from None
     unknown = fields - _ALLOWED
@@ -160,7 +160,5 @@ def discover_keys(pattern: str | Path, *, start: int = 0) -> list[TileKey]:
 
 
 def _fields(text: str) -> set[str]:
-    try:
-        return {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
-    except ValueError:
-        return set()
+    """The field names of a format string (ValueError if it is not one)."""
+    return {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}

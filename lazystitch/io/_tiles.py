@@ -57,6 +57,16 @@ class TileSet:
         return next(iter(self.sources.values())).axes
 
     @property
+    def pixel_size_yx(self) -> tuple[float, float] | None:
+        """The (Y, X) µm per px that every tile records, or None if any does not or they
+        differ."""
+        sizes = {s.pixel_size[-2:] if s.pixel_size else None for s in self.sources.values()}
+        only = sizes.pop() if len(sizes) == 1 else None
+        if only is None or only[0] is None or only[1] is None:
+            return None
+        return float(only[0]), float(only[1])
+
+    @property
     def paths(self) -> list[Path]:
         """The files the tiles are read from (an output may not be one of them)."""
         return list(dict.fromkeys(s.path for s in self.sources.values() if s.path is not None))

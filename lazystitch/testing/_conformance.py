@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from lazystitch.io import AXES, TileSet, TileSource
+from lazystitch.errors import TileError
+from lazystitch.io import TileSet, TileSource, check_axes
 
 __all__ = ["check_tile_set"]
 
@@ -74,14 +75,10 @@ def check_tile_set(
 def _check_header(src: TileSource, tiles: TileSet) -> None:
     if tuple(src.shape) != tuple(tiles.shape) or np.dtype(src.dtype) != np.dtype(tiles.dtype):
         _fail(src, f"{src.shape} {src.dtype} differs from the set's {tiles.shape} {tiles.dtype}")
-    order = [AXES.find(a) for a in src.axes]
-    if (
-        len(src.axes) != len(src.shape)
-        or not src.axes.endswith("yx")
-        or order != sorted(set(order))
-        or -1 in order
-    ):
-        _fail(src, f"axes {src.axes!r} do not name the {len(src.shape)} axes of {src.shape}")
+    try:
+        check_axes(src.axes, len(src.shape), "")
+    except TileError as exc:
+        _fail(src, str(exc).lstrip(": "))
     spatial = src.spatial_axes
     if src.pixel_size is not None and (
         len(src.pixel_size) != len(spatial)
