@@ -19,8 +19,16 @@ import numpy as np
 from lazystitch._version import __version__
 from lazystitch.cluster import JOBQUEUE_CLASSES, active_client
 from lazystitch.config import StitchConfig, load_config
-from lazystitch.errors import ConfigError, TileError, UnlinkedTilesError
-from lazystitch.io import TileSet, discover_keys, open_tiles_pattern
+from lazystitch.errors import ConfigError, OutputExistsError, TileError, UnlinkedTilesError
+from lazystitch.io import (
+    Correction,
+    Profile,
+    TileSet,
+    discover_keys,
+    estimate_flatfield,
+    import_hook,
+    open_tiles_pattern,
+)
 from lazystitch.layout import Layout, grid_layout, positions_layout, read_positions_csv
 from lazystitch.writers import (
     ChunkCodec,
@@ -29,6 +37,7 @@ from lazystitch.writers import (
     WriteResult,
     check_chunk_count,
     check_output,
+    check_output_target,
     output_format,
     plan_arrays,
     storage_chunks,
@@ -61,6 +70,7 @@ def load_layout_and_tiles(config: StitchConfig) -> tuple[TileSet, Layout]:
         grid = lay.grid
         keys = [(r, c) for r in range(grid[0]) for c in range(grid[1])]
     tiles = open_tiles_pattern(opts.pattern, keys, start=opts.start, order=opts.order, grid=grid)
+    tiles = corrected_tiles(config, tiles)
     if grid is not None:
         assert lay.overlap is not None  # the config requires it with a grid
         return tiles, grid_layout(*grid, tiles.tile_yx, lay.overlap)
@@ -75,6 +85,106 @@ def load_layout_and_tiles(config: StitchConfig) -> tuple[TileSet, Layout]:
         swap_xy=lay.swap_xy, flip_y=lay.flip_y, flip_x=lay.flip_x,
     )  # fmt: skip
     return tiles, layout
+
+
+def corrected_tiles(
+    config: StitchConfig, tiles: TileSet, flatfield: Profile | None = None
+) -> TileSet:
+    """The tiles with the corrections ``config.tiles`` asks for applied in every read:
+    the flat-field (``flatfield``, once estimated, for ``estimate``), dark-field and hook."""
+    opts = config.tiles
+    if isinstance(opts.flatfield, Path):
+        flatfield = Profile.from_file(opts.flatfield, "flatfield")
+    dark = Profile.from_file(opts.darkfield, "darkfield") if opts.darkfield else None
+    hook = import_hook(opts.preprocess) if isinstance(opts.preprocess, str) else opts.preprocess
+    if opts.preprocess_dtype is not None and hook is None:
+        raise ConfigError(
+            "invalid configuration: tiles.preprocess_dtype: is the dtype tiles.preprocess "
+            "returns, but no tiles.preprocess is given"
+        )
+    if flatfield is None and dark is None and hook is None:
+        return tiles.corrected(None)
+    dtype = np.dtype(opts.preprocess_dtype or tiles.sources_dtype)
+    return tiles.corrected(Correction(dtype, flatfield, dark, hook))
+
+
+def flatfield_path(config: StitchConfig) -> Path | None:
+    """Where ``tiles.flatfield: estimate`` saves its profile: beside the output
+    (``OUT.flatfield.tif``), else in the registration report's folder, else nowhere."""
+    if config.output is not None:
+        return config.output.path.with_suffix(".flatfield.tif")
+    if config.registration.report is not None:
+        return config.registration.report / "flatfield.tif"
+    return None
+
+
+def _check_flatfield_path(config: StitchConfig, inputs: list[Path]) -> None:
+    """Refuse, before any work, to replace an estimated profile a run did not ask to."""
+    path = flatfield_path(config)
+    if config.tiles.flatfield != "estimate" or path is None:
+        return
+    check_output_target(path, inputs=inputs, what="the estimated flat-field")
+    out = config.output
+    if path.exists() and not (out is not None and (out.overwrite or out.resume)):
+        raise OutputExistsError(
+            f"the estimated flat-field {path} exists; pass --overwrite to replace it (or "
+            f"--flatfield {path} to use it)"
+        )
+
+
+def with_estimated_flatfield(config: StitchConfig, tiles: TileSet) -> TileSet:
+    """For ``tiles.flatfield: estimate``: the tiles corrected by the profile estimated from
+    them on the active Client, saved at :func:`flatfield_path` (a resumed run reuses the one
+    it saved)."""
+    if config.tiles.flatfield != "estimate":
+        return tiles
+    path = flatfield_path(config)
+    resume = config.output is not None and config.output.resume
+    if path is not None and resume and path.is_file():
+        return corrected_tiles(config, tiles, Profile.from_file(path, "flatfield"))
+    profile = estimate_flatfield(tiles)
+    if path is None:
+        log.warning("the estimated flat-field is not saved (no output or report folder)")
+        return corrected_tiles(config, tiles, Profile.from_array(profile))
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    tifffile.imwrite(part, profile, metadata={"axes": "CYX" if profile.ndim == 3 else "YX"})
+    part.replace(path)
+    return corrected_tiles(config, tiles, Profile.from_file(path, "flatfield"))
+
+
+def register_channel(config: StitchConfig, tiles: TileSet) -> int | None:
+    """The channel index registration reads (``registration.channel``; default the first),
+    or None for tiles without a channel axis.
+
+    Raises
+    ------
+    ConfigError
+        A channel that the tiles do not have, named with the ones they have.
+    """
+    want = config.registration.channel
+    names = tiles.channels
+    if names is None:
+        if want is not None:
+            raise ConfigError(
+                f"invalid configuration: registration.channel: {want!r}, but the tiles "
+                f"(axes {tiles.axes!r}) have no channel axis"
+            )
+        return None
+    if want is None:
+        return 0
+    if str(want) in names:
+        return names.index(str(want))
+    if isinstance(want, int) or str(want).lstrip("-").isdigit():
+        index = int(want)
+        if 0 <= index < len(names):
+            return index
+    raise ConfigError(
+        f"invalid configuration: registration.channel: the tiles have no channel {want!r}; "
+        f"they have {len(names)}: " + ", ".join(f"{i} {n!r}" for i, n in enumerate(names))
+    )
 
 
 def _um_to_px(um: np.ndarray, size_yx: np.ndarray) -> np.ndarray:
@@ -160,6 +270,11 @@ class LazyMosaic:
             "origin_yx": np.array(self.layout.origin, dtype=np.int64),
             "config": self.config.model_dump_json(),
         }
+        if self.tiles.correction is not None:
+            attrs["tile_correction"] = json.dumps(self.tiles.correction.describe())
+        if self.tiles.channels is not None:
+            attrs["channels"] = np.array(self.tiles.channels, dtype=object)
+            attrs["axes"] = "".join(a for a in self.tiles.axes if a not in "yx") + "yx"
         if self.registration is not None:
             report = self.registration.report()
             attrs["tile_labels"] = np.array(self.registration.solution.labels, dtype=object)
@@ -184,6 +299,9 @@ class LazyMosaic:
             "tile grid": digest(np.asarray(self.layout.keys, dtype=np.int64)),
             "positions": digest(self.layout.pixel_positions, self.layout.fractions),
             "blend": self.config.fusion.blend.value,
+            "correction": json.dumps(
+                self.tiles.correction.describe() if self.tiles.correction else None
+            ),
         }
 
 
@@ -242,6 +360,7 @@ def _check_registration(config: StitchConfig, tiles: TileSet) -> None:
     from lazystitch.registration import check_max_shift
 
     check_max_shift(opts.max_shift, tiles.tile_yx)
+    register_channel(config, tiles)
     if opts.report is not None and opts.report.exists() and not opts.report.is_dir():
         raise ConfigError(
             f"registration.report {opts.report} is a file; the report needs a folder "
@@ -269,9 +388,11 @@ def register_tiles(
     headers = time.perf_counter() - t0
     tile_bytes = len(tiles.keys) * math.prod(tiles.shape) * tiles.dtype.itemsize
 
+    _check_flatfield_path(config, tiles.paths)
+
     def run() -> Registration:
         before = {"headers": headers, "cluster_start": time.perf_counter() - t1}
-        return _register(config, tiles, layout, before)
+        return _register(config, with_estimated_flatfield(config, tiles), layout, before)
 
     t1 = time.perf_counter()
     return _on_cluster(config, run, on_client, notify, tile_bytes)
@@ -285,9 +406,10 @@ def _register(
     opts = config.registration
     from lazystitch.registration import register
 
+    channel = register_channel(config, tiles)
     try:
         reg = register(
-            tiles, layout, max_shift=opts.max_shift, max_residual=opts.max_residual,
+            tiles if channel is None else tiles.one_channel(channel), layout, max_shift=opts.max_shift, max_residual=opts.max_residual,
             allow_unlinked=opts.allow_unlinked,
         )  # fmt: skip
         reg = dataclasses.replace(reg, seconds={**seconds, **reg.seconds})
@@ -319,6 +441,7 @@ def prepare(config: StitchConfig | dict | str | Path) -> LazyMosaic:
 
 
 def _build(config: StitchConfig, tiles: TileSet, layout: Layout) -> LazyMosaic:
+    tiles = with_estimated_flatfield(config, tiles)  # on the cluster, when asked for
     registration = _register(config, tiles, layout, {}) if config.registration.enabled else None
     if registration is not None:
         layout = registration.layout
@@ -390,12 +513,20 @@ def stitch(
         raise ConfigError(f"invalid configuration: output.levels: {exc}") from None
     if config.registration.enabled:
         _check_registration(config, tiles)
-    job = None if config.registration.enabled else _build(config, tiles, layout)
+    if fmt.name == "bdv" and "c" in tiles.axes:
+        raise ConfigError(
+            f"invalid configuration: output.format: the tiles have a channel axis (axes "
+            f"{tiles.axes!r}); the BigDataViewer output takes one channel so far: write "
+            "--format hdf5, whose /mosaic is (C, Y, X)"
+        )
+    _check_flatfield_path(config, inputs)
+    on_cluster = config.registration.enabled or config.tiles.flatfield == "estimate"
+    job = None if on_cluster else _build(config, tiles, layout)
 
     started = active_client() is None  # else the run joins the caller's client
 
     def run() -> WriteResult:
-        current = job or _build(config, tiles, layout)  # registration computes on the cluster
+        current = job or _build(config, tiles, layout)  # registration, estimates: on the cluster
         return write_hdf5(
             current.fused,  # the graph alone: dask.array is not imported
             out.path,

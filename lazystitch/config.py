@@ -7,14 +7,23 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from lazystitch.errors import ConfigError
 from lazystitch.fusion import BlendMode
-from lazystitch.io import pattern_fields
+from lazystitch.io import hook_name, pattern_fields
 from lazystitch.writers import ChunkCodec, parse_levels
 
 __all__ = [
@@ -106,12 +115,45 @@ class TilesOptions(_Model):
         description="Pixel size in µm (Y and X), recorded in the output's metadata; unknown "
         "when not given.",
     )
+    flatfield: Literal["estimate"] | Path | None = Field(
+        None,
+        description="Flat-field profile divided out of every tile as it is read: a TIFF of "
+        "(Y, X) or (C, Y, X) one plane per channel, or 'estimate' (from a sample of the tiles, "
+        "on the cluster; saved beside the output as OUT.flatfield.tif).",
+    )
+    darkfield: Path | None = Field(
+        None, description="Dark-field profile (TIFF) subtracted before the flat-field division."
+    )
+    preprocess: str | Callable[..., Any] | None = Field(
+        None,
+        description="A function applied to every whole tile as it is read, before registration "
+        "and fusion: 'module:function' (in the API also the callable itself).",
+    )
+    preprocess_dtype: str | None = Field(
+        None, description="The dtype tiles.preprocess returns, when not the tiles' own."
+    )
 
     @field_validator("pattern")
     @classmethod
     def _check_pattern(cls, v: str) -> str:
         pattern_fields(v)
         return v
+
+    @field_validator("preprocess_dtype")
+    @classmethod
+    def _check_dtype(cls, v: str | None) -> str | None:
+        import numpy as np
+
+        if v is None:
+            return v
+        try:
+            return np.dtype(v).name
+        except TypeError:
+            raise ValueError(f"{v!r} is not a NumPy dtype (e.g. float32, uint16)") from None
+
+    @field_serializer("preprocess")
+    def _name_hook(self, v: Any) -> str | None:
+        return v if v is None or isinstance(v, str) else hook_name(v)
 
 
 class LayoutOptions(_Model):
@@ -311,6 +353,11 @@ class RegistrationOptions(_Model):
         description="Go on (with a warning, recorded in the report) when fewer than half the "
         "tiles register; by default that stops the run, as its layout is probably wrong.",
     )
+    channel: int | str | None = Field(
+        None,
+        description="The channel registration uses, by name or index (default: the first); "
+        "the positions found apply to every channel.",
+    )
 
 
 CLUSTER_KINDS = ("local", "address", "slurm", "pbs", "sge", "lsf")
@@ -452,9 +499,11 @@ def _resolve(data: dict, base: Path | None) -> dict:
         ("layout", "positions"),
         ("output", "path"),
         ("registration", "report"),
+        ("tiles", "flatfield"),
+        ("tiles", "darkfield"),
     ):
         sec = out.get(section)
-        if isinstance(sec, dict) and isinstance(sec.get(key), str) and sec[key] != "metadata":
+        if isinstance(sec, dict) and isinstance(sec.get(key), str) and sec[key] not in ("metadata", "estimate"):
             p = Path(sec[key]).expanduser()
             sec[key] = str(p if p.is_absolute() else base / p)
     return out

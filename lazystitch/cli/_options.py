@@ -113,6 +113,10 @@ INPUT_FLAGS = (
     Flag("--start", "tiles.start", "N"),
     Flag("--order", "tiles.order"),
     Flag("--pixel-size", "tiles.pixel_size", "UM", shown_default="unknown"),
+    Flag("--flatfield", "tiles.flatfield", "FILE.tif|estimate"),
+    Flag("--darkfield", "tiles.darkfield", "FILE.tif"),
+    Flag("--preprocess", "tiles.preprocess", "MODULE:FUNCTION"),
+    Flag("--preprocess-dtype", "tiles.preprocess_dtype", "DTYPE"),
     Flag("--grid", "layout.grid", "ROWSxCOLS"),
     Flag("--overlap", "layout.overlap", "V|Y,X"),
     Flag("--positions", "layout.positions", "CSV|metadata"),
@@ -136,6 +140,7 @@ REGISTER_FLAGS = (
     Flag("--max-shift", "registration.max_shift", "PX", shown_default="20 px or 5% of the tile"),
     Flag("--report", "registration.report", "DIR"),
     Flag("--allow-unlinked", "registration.allow_unlinked"),
+    Flag("--register-channel", "registration.channel", "NAME|INDEX", shown_default="the first"),
 )
 STITCH_FLAGS = (
     *INPUT_FLAGS,

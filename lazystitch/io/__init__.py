@@ -1,6 +1,8 @@
 """Readers: find tiles, check their headers, describe each as a :class:`TileSource`."""
 
 from lazystitch.io._arrays import ArrayReader, from_arrays
+from lazystitch.io._correct import Corrected, Correction, Profile, hook_name, import_hook
+from lazystitch.io._flatfield import estimate_flatfield
 from lazystitch.io._hdf5 import H5Reader, hdf5_source, split_container
 from lazystitch.io._pattern import (
     ORDERS,
@@ -26,7 +28,10 @@ __all__ = [
     "AXES",
     "ORDERS",
     "ArrayReader",
+    "Corrected",
+    "Correction",
     "H5Reader",
+    "Profile",
     "Readers",
     "RegionReader",
     "TiffHeader",
@@ -37,8 +42,11 @@ __all__ = [
     "acquisition_index",
     "check_axes",
     "discover_keys",
+    "estimate_flatfield",
     "from_arrays",
     "hdf5_source",
+    "hook_name",
+    "import_hook",
     "open_tiles",
     "open_tiles_pattern",
     "pattern_fields",

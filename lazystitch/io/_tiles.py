@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +17,10 @@ import numpy as np
 
 from lazystitch._typing import Shape, TileKey
 from lazystitch.errors import TileError
+from lazystitch.io._correct import Corrected, Correction, OneChannel
 from lazystitch.io._hdf5 import hdf5_source, split_container
 from lazystitch.io._pattern import tile_paths
-from lazystitch.io._source import RegionReader, TileSource, WindowReader, region_reader
+from lazystitch.io._source import RegionReader, TileSource, region_reader
 from lazystitch.io._tiff import tiff_source
 
 if TYPE_CHECKING:  # dask.array loads with the first tile array
@@ -37,11 +40,19 @@ class TileSet:
     shape : tuple of int
         Shape of every tile, ``(..., Y, X)``; leading axes (t, c, z) ride along.
     dtype : numpy.dtype
+        The tiles' dtype as registration and fusion see them (after ``correction``).
+    correction : Correction or None
+        What every read applies (flat-field, a hook), if anything: see :meth:`corrected`.
+    channel : int or None
+        Set on the view :meth:`one_channel` makes: reads keep only this channel (after
+        ``correction``), and ``shape`` and ``axes`` have no channel axis.
     """
 
     sources: Mapping[TileKey, TileSource]
     shape: Shape
     dtype: np.dtype
+    correction: Correction | None = None
+    channel: int | None = None
 
     @property
     def keys(self) -> tuple[TileKey, ...]:
@@ -54,7 +65,28 @@ class TileSet:
     @property
     def axes(self) -> str:
         """The tiles' axis names (``"yx"``, ``"zyx"``, ``"cyx"``...)."""
-        return next(iter(self.sources.values())).axes
+        axes = next(iter(self.sources.values())).axes
+        return axes if self.channel is None else axes.replace("c", "")
+
+    @property
+    def channels(self) -> tuple[str, ...] | None:
+        """Names of the channels along the ``c`` axis, when the tiles have one: the names the
+        first tile records, else ``"0"``, ``"1"``..."""
+        if "c" not in self.axes:
+            return None
+        first = next(iter(self.sources.values()))
+        count = self.shape[self.axes.index("c")]
+        if first.channels is not None and len(first.channels) == count:
+            return tuple(first.channels)
+        return tuple(str(i) for i in range(count))
+
+    def one_channel(self, index: int) -> TileSet:
+        """The tiles' channel ``index`` alone (what registration on one channel reads)."""
+        if self.channel is not None or "c" not in self.axes:
+            raise ValueError("these tiles have no channel axis")
+        c = self.axes.index("c")
+        shape = (*self.shape[:c], *self.shape[c + 1 :])
+        return TileSet(self.sources, shape, self.dtype, self.correction, index)
 
     @property
     def pixel_size_yx(self) -> tuple[float, float] | None:
@@ -74,21 +106,45 @@ class TileSet:
     def with_keys(self, keys: Mapping[TileKey, TileKey]) -> TileSet:
         """The same tiles under new (row, col): ``keys`` maps each old key to its new one."""
         moved = {keys[k]: s for k, s in self.sources.items()}
-        return TileSet(dict(sorted(moved.items())), self.shape, self.dtype)
+        return dataclasses.replace(self, sources=dict(sorted(moved.items())))
+
+    def corrected(self, correction: Correction | None) -> TileSet:
+        """The same tiles, every read of them corrected by ``correction`` (checked here
+        against the tiles' shape and axes)."""
+        if self.channel is not None:
+            raise ValueError("correct the tiles before taking one channel")
+        if correction is None:
+            return TileSet(self.sources, self.shape, self.sources_dtype)
+        correction.check(self.shape, self.axes)
+        return TileSet(self.sources, self.shape, correction.dtype, correction)
+
+    @property
+    def sources_dtype(self) -> np.dtype:
+        """The dtype the tiles' files hold (``dtype`` is what a correction makes of it)."""
+        return next(iter(self.sources.values())).dtype
 
     def region_reader(self, keys: Sequence[TileKey]) -> RegionReader:
         """A picklable reader of Y, X windows of the tiles ``keys``, called with a tile's place
         in ``keys``: what tasks that read many tiles carry (see ``fusion.fuse``)."""
-        return region_reader([self.sources[k].reader for k in keys])
+        read = region_reader([self.sources[k].reader for k in keys])
+        first = next(iter(self.sources.values()))
+        if self.correction is not None:
+            names = tuple(self.sources[k].name for k in keys)
+            read = Corrected(read, self.correction, first.shape, first.axes, names)
+        if self.channel is not None:
+            read = OneChannel(read, first.axes.index("c"), self.channel)
+        return read
 
     def dask_tile(self, key: TileKey) -> da.Array:
         """The tile at ``key`` as a one-chunk dask array (a ``dask.delayed`` read)."""
         import dask.array as da
 
         src = self.sources[key]
-        token = f"read-tile-{_token(src)}"
+        extra = json.dumps([self.correction.describe() if self.correction else None, self.channel])
+        token = f"read-tile-{_token(src, extra)}"
         whole = (slice(0, self.shape[-2]), slice(0, self.shape[-1]))
-        delayed = dask.delayed(_read_whole, pure=True, name=token)(src.reader, whole)
+        read = self.region_reader([key])
+        delayed = dask.delayed(_read_whole, pure=True, name=token)(read, whole)
         return da.from_delayed(delayed, shape=self.shape, dtype=self.dtype, name=f"tile-{token}")
 
     def manifest(self) -> dict[str, str]:
@@ -111,12 +167,13 @@ def _where(src: TileSource) -> str:
     return src.name
 
 
-def _read_whole(reader: WindowReader, window: tuple[slice, slice]) -> np.ndarray:
-    return reader.read(window)[0]
+def _read_whole(reader: RegionReader, window: tuple[slice, slice]) -> np.ndarray:
+    pixels = reader.read(0, window)[0]
+    return pixels if pixels.flags.writeable else pixels.copy()
 
 
-def _token(src: TileSource) -> str:
-    raw = f"{_where(src)}|{src.identity}"
+def _token(src: TileSource, extra: str = "") -> str:
+    raw = f"{_where(src)}|{src.identity}|{extra}"
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
