@@ -407,9 +407,10 @@ def _register(
     from lazystitch.registration import register
 
     channel = register_channel(config, tiles)
+    seen = tiles if channel is None else tiles.one_channel(channel)
     try:
         reg = register(
-            tiles if channel is None else tiles.one_channel(channel), layout, max_shift=opts.max_shift, max_residual=opts.max_residual,
+            seen, layout, max_shift=opts.max_shift, max_residual=opts.max_residual,
             allow_unlinked=opts.allow_unlinked,
         )  # fmt: skip
         reg = dataclasses.replace(reg, seconds={**seconds, **reg.seconds})

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Literal
 
 import yaml
@@ -503,7 +502,8 @@ def _resolve(data: dict, base: Path | None) -> dict:
         ("tiles", "darkfield"),
     ):
         sec = out.get(section)
-        if isinstance(sec, dict) and isinstance(sec.get(key), str) and sec[key] not in ("metadata", "estimate"):
+        words = ("metadata", "estimate")  # values that are not paths
+        if isinstance(sec, dict) and isinstance(sec.get(key), str) and sec[key] not in words:
             p = Path(sec[key]).expanduser()
             sec[key] = str(p if p.is_absolute() else base / p)
     return out

@@ -16,7 +16,7 @@ from lazystitch.testing import make_tiles, reference_stitch
 
 from ..test_cli import _read, one_line_error, run
 
-HOOKS = '''
+HOOKS = """
 import numpy as np
 
 def halve(tile):  # not idempotent: applied twice, every pixel would differ
@@ -28,7 +28,7 @@ def smooth(tile):
 
 def wrong_dtype(tile):
     return tile.astype(np.float64)
-'''
+"""
 
 
 @pytest.fixture
