@@ -211,7 +211,14 @@ def stage_positions_um(tiles: TileSet) -> np.ndarray:
             + (f", nor do {len(missing) - 1} more tile(s)" if len(missing) > 1 else "")
             + "; give the positions as a CSV (--positions FILE.csv) instead"
         )
-    return np.array([s.position[-2:] for s in tiles.sources.values() if s.position is not None])
+    um = np.array([s.position[-2:] for s in tiles.sources.values() if s.position is not None])
+    if len(um) > 1 and np.all(um == um[0]):
+        raise TileError(
+            f"all {len(um)} tiles record one stage position {tuple(um[0].tolist())} µm in "
+            "their metadata, so it cannot place them; give the positions as a CSV "
+            "(--positions FILE.csv) or a grid (--grid, --overlap)"
+        )
+    return um
 
 
 def _pixel_size(config: StitchConfig, tiles: TileSet) -> tuple[float, float] | None:

@@ -23,6 +23,7 @@ from lazystitch.io._source import (
 )
 from lazystitch.io._tiff import TiffHeader, TiffReader, read_tiff, tiff_header, tiff_source
 from lazystitch.io._tiles import TileSet, open_tiles, open_tiles_pattern, tile_set
+from lazystitch.io._zarr import ZarrReader, split_zarr, zarr_source
 
 __all__ = [
     "AXES",
@@ -39,6 +40,7 @@ __all__ = [
     "TileSet",
     "TileSource",
     "WindowReader",
+    "ZarrReader",
     "acquisition_index",
     "check_axes",
     "discover_keys",
@@ -54,8 +56,10 @@ __all__ = [
     "read_tiff_region",
     "region_reader",
     "split_container",
+    "split_zarr",
     "tiff_header",
     "tiff_source",
     "tile_paths",
     "tile_set",
+    "zarr_source",
 ]

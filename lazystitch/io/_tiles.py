@@ -22,6 +22,7 @@ from lazystitch.io._hdf5 import hdf5_source, split_container
 from lazystitch.io._pattern import tile_paths
 from lazystitch.io._source import RegionReader, TileSource, region_reader
 from lazystitch.io._tiff import tiff_source
+from lazystitch.io._zarr import split_zarr, zarr_source
 
 if TYPE_CHECKING:  # dask.array loads with the first tile array
     import dask.array as da
@@ -237,6 +238,9 @@ def open_tiles(paths: Mapping[TileKey, str | os.PathLike]) -> TileSet:
 
 def _try_source(location: Path) -> TileSource | Exception:
     try:
+        in_zarr = split_zarr(location)
+        if in_zarr is not None:
+            return zarr_source(*in_zarr)
         inner = split_container(location)
         if inner is not None:
             return hdf5_source(*inner)
