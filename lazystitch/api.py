@@ -69,7 +69,9 @@ def load_layout_and_tiles(config: StitchConfig) -> tuple[TileSet, Layout]:
         assert lay.grid is not None
         grid = lay.grid
         keys = [(r, c) for r in range(grid[0]) for c in range(grid[1])]
-    tiles = open_tiles_pattern(opts.pattern, keys, start=opts.start, order=opts.order, grid=grid)
+    tiles = open_tiles_pattern(
+        opts.pattern, keys, start=opts.start, order=opts.order, grid=grid, channels=opts.channels
+    )
     tiles = corrected_tiles(config, tiles)
     if grid is not None:
         assert lay.overlap is not None  # the config requires it with a grid

@@ -114,6 +114,11 @@ class TilesOptions(_Model):
         description="Pixel size in µm (Y and X), recorded in the output's metadata; unknown "
         "when not given.",
     )
+    channels: tuple[str, ...] | None = Field(
+        None,
+        description="With a {channel} field in the pattern: the channels' values in the file "
+        "names, in order (e.g. 'DAPI,GFP'); default: those the first tile's files give.",
+    )
     flatfield: Literal["estimate"] | Path | None = Field(
         None,
         description="Flat-field profile divided out of every tile as it is read: a TIFF of "
@@ -136,6 +141,17 @@ class TilesOptions(_Model):
     @classmethod
     def _check_pattern(cls, v: str) -> str:
         pattern_fields(v)
+        return v
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _split_channels(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",")]
+        if isinstance(v, (list, tuple)):
+            v = [str(p) for p in v]
+            if not v or "" in v or len(set(v)) != len(v):
+                raise ValueError(f"{v!r}: name each channel once, e.g. 'DAPI,GFP'")
         return v
 
     @field_validator("preprocess_dtype")

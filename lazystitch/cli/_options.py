@@ -113,6 +113,7 @@ INPUT_FLAGS = (
     Flag("--start", "tiles.start", "N"),
     Flag("--order", "tiles.order"),
     Flag("--pixel-size", "tiles.pixel_size", "UM", shown_default="unknown"),
+    Flag("--channels", "tiles.channels", "A,B,..."),
     Flag("--flatfield", "tiles.flatfield", "FILE.tif|estimate"),
     Flag("--darkfield", "tiles.darkfield", "FILE.tif"),
     Flag("--preprocess", "tiles.preprocess", "MODULE:FUNCTION"),

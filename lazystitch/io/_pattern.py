@@ -13,7 +13,7 @@ from lazystitch.errors import ConfigError
 
 __all__ = ["ORDERS", "acquisition_index", "discover_keys", "pattern_fields", "tile_paths"]
 
-_ALLOWED = {"row", "col", "index"}
+_ALLOWED = {"row", "col", "index", "channel"}
 ORDERS = ("row", "column", "snake-row", "snake-column")
 
 
@@ -58,7 +58,7 @@ def pattern_fields(pattern: str) -> set[str]:
     if unknown:
         raise ConfigError(
             f"tiles.pattern {pattern!r} has unknown field(s) {sorted(unknown)}; "
-            "allowed fields are {row}, {col} and {index}"
+            "allowed fields are {row}, {col}, {index} and {channel}"
         )
     if not ({"row", "col"} <= fields or "index" in fields):
         raise ConfigError(
@@ -76,6 +76,7 @@ def tile_paths(
     rows: int | None = None,
     start: int = 0,
     order: str = "row",
+    channel: str | None = None,
 ) -> dict[TileKey, Path]:
     """Format ``pattern`` for each (row, col) key.
 
@@ -91,6 +92,8 @@ def tile_paths(
         The number of the first row/column/index in file names (0 or 1 usually).
     order : {"row", "column", "snake-row", "snake-column"}
         How ``{index}`` counts the tiles (see :func:`acquisition_index`).
+    channel : str, optional
+        The value of a ``{channel}`` field (a number where its format spec asks for one).
 
     Returns
     -------
@@ -104,9 +107,15 @@ def tile_paths(
     out: dict[TileKey, Path] = {}
     for r, c in keys:
         index = acquisition_index(r, c, rows, cols, order) + start
+        fields = {"row": r + start, "col": c + start, "index": index}
         try:
-            name = pattern.format(row=r + start, col=c + start, index=index)
-        except (ValueError, TypeError) as exc:
+            if channel is not None:
+                from lazystitch.io._channels import format_channel
+
+                name = format_channel(pattern, channel, **fields)
+            else:
+                name = pattern.format(**fields)
+        except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"tiles.pattern {pattern!r} cannot be formatted: {exc}") from None
         out[(r, c)] = Path(name)
     return out
@@ -136,7 +145,9 @@ def discover_keys(pattern: str | Path, *, start: int = 0) -> list[TileKey]:
     regex, seen = [], set()
     for literal, field, _spec, _conv in string.Formatter().parse(name):
         regex.append(re.escape(literal))
-        if field is not None:  # a field repeated in the name is matched, not captured again
+        if field == "channel":  # each channel's file names the same tile
+            regex.append(".+?")
+        elif field is not None:  # a field repeated in the name is matched, not captured again
             regex.append("[0-9]+" if field in seen else f"(?P<{field}>[0-9]+)")
             seen.add(field)
     matcher = re.compile("".join(regex) + r"\Z")
@@ -151,6 +162,8 @@ def discover_keys(pattern: str | Path, *, start: int = 0) -> list[TileKey]:
             keys.append((int(m["row"]) - start, int(m["col"]) - start))
     if not keys:
         raise ConfigError(f"tiles.pattern {pattern!r} matches no file")
+    if "channel" in fields:
+        keys = list(dict.fromkeys(keys))
     if len(set(keys)) != len(keys) or min(min(k) for k in keys) < 0:
         raise ConfigError(
             f"tiles.pattern {pattern!r}: the matching files do not number the tiles once each "

@@ -106,6 +106,9 @@ class TileSource:
         present; N-dimensional by design, though registration is 2-D); None when unknown.
     channels : tuple of str, or None
         Names of the ``c`` axis's channels, when the tile has one and they are known.
+    parts : tuple of TileSource
+        For a tile whose channels are separate files (a ``{channel}`` pattern), each
+        channel's own source; empty otherwise.
     """
 
     name: str
@@ -118,6 +121,7 @@ class TileSource:
     pixel_size: tuple[float | None, ...] | None = None
     position: tuple[float, ...] | None = None
     channels: tuple[str, ...] | None = None
+    parts: tuple[TileSource, ...] = ()
 
     @property
     def spatial_axes(self) -> str:

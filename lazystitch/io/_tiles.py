@@ -17,9 +17,10 @@ import numpy as np
 
 from lazystitch._typing import Shape, TileKey
 from lazystitch.errors import TileError
+from lazystitch.io._channels import discover_channels, stack_channels
 from lazystitch.io._correct import Corrected, Correction, OneChannel
 from lazystitch.io._hdf5 import hdf5_source, split_container
-from lazystitch.io._pattern import tile_paths
+from lazystitch.io._pattern import acquisition_index, pattern_fields, tile_paths
 from lazystitch.io._source import RegionReader, TileSource, region_reader
 from lazystitch.io._tiff import tiff_source
 from lazystitch.io._zarr import split_zarr, zarr_source
@@ -102,7 +103,8 @@ class TileSet:
     @property
     def paths(self) -> list[Path]:
         """The files the tiles are read from (an output may not be one of them)."""
-        return list(dict.fromkeys(s.path for s in self.sources.values() if s.path is not None))
+        every = (p for s in self.sources.values() for p in (s, *s.parts))
+        return list(dict.fromkeys(p.path for p in every if p.path is not None))
 
     def with_keys(self, keys: Mapping[TileKey, TileKey]) -> TileSet:
         """The same tiles under new (row, col): ``keys`` maps each old key to its new one."""
@@ -256,11 +258,14 @@ def open_tiles_pattern(
     start: int = 0,
     order: str = "row",
     grid: tuple[int, int] | None = None,
+    channels: Sequence[str] | None = None,
 ) -> TileSet:
     """Format ``pattern`` for each (row, col) in ``keys`` and open those tiles.
 
     ``start``, ``order`` and ``grid`` (rows, cols; default: from ``keys``) are as in
-    :func:`lazystitch.io.tile_paths`.
+    :func:`lazystitch.io.tile_paths`. A ``{channel}`` field stacks each tile's channel files
+    on a ``c`` axis: ``channels`` names them in order (default: the values the first tile's
+    files on disk give the field).
 
     Examples
     --------
@@ -269,11 +274,26 @@ def open_tiles_pattern(
     ...
     lazystitch.errors.TileNotFoundError: tile file /nonexistent/t_0_0.tif does not exist
     """
-    keys = list(keys)
+    keys = sorted(keys)
     rows, cols = grid or (
         max((r for r, _ in keys), default=0) + 1,
         max((c for _, c in keys), default=0) + 1,
     )
-    return open_tiles(
-        tile_paths(os.fspath(pattern), keys, rows=rows, cols=cols, start=start, order=order)
-    )
+    pattern = os.fspath(pattern)
+
+    def paths(channel: str | None = None) -> dict[TileKey, Path]:
+        return tile_paths(
+            pattern, keys, rows=rows, cols=cols, start=start, order=order, channel=channel
+        )
+
+    if "channel" not in pattern_fields(pattern):
+        return open_tiles(paths())
+    if not keys:
+        raise TileError("no tiles were given")
+    if channels is None:
+        r, c = keys[0]
+        index = acquisition_index(r, c, rows, cols, order) + start
+        channels = discover_channels(pattern, row=r + start, col=c + start, index=index)
+    names = [str(n) for n in channels]
+    per_channel = [open_tiles(paths(n)) for n in names]
+    return tile_set({k: stack_channels([t.sources[k] for t in per_channel], names) for k in keys})

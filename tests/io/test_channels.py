@@ -100,3 +100,36 @@ def test_bdv_output_of_channels_is_refused_before_any_work(tmp_path, acquisition
     line = one_line_error(run("stitch", "--tiles", three, *_grid(s), "--out", tmp_path / "m.xml"))
     assert "channel" in line and "--format hdf5" in line
     assert not (tmp_path / "m.xml").exists() and not (tmp_path / "m.h5").exists()
+
+
+def test_channels_in_separate_files_are_stacked_by_a_channel_field(tmp_path, acquisition):
+    s, three, tiles = acquisition
+    folder = tmp_path / "split"
+    folder.mkdir()
+    for (r, c), t in tiles.items():
+        for name, plane in zip(NAMES, t, strict=True):
+            tifffile.imwrite(folder / f"t_{r}_{c}_{name}.tif", plane)
+    split = str(folder / "t_{row}_{col}_{channel}.tif")
+    csv_path = tmp_path / "p.csv"
+    proc = run("register", "--tiles", split, *_grid(s), "--channels", ",".join(NAMES),
+               "--register-channel", "content", "--out", csv_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    outs = {}
+    for what, pattern, extra in (("files", three, []), ("named", split, ["--channels",
+                                 ",".join(NAMES)]), ("found", split, [])):  # fmt: skip
+        outs[what] = tmp_path / f"{what}.h5"
+        proc = run("stitch", "--tiles", pattern, *extra, "--positions", csv_path, "--out",
+                   outs[what], "--workers", "2")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    with h5py.File(outs["files"]) as a, h5py.File(outs["named"]) as b:
+        np.testing.assert_array_equal(a["mosaic"][...], b["mosaic"][...])
+        assert list(b["mosaic"].attrs["channels"]) == NAMES
+    with h5py.File(outs["files"]) as a, h5py.File(outs["found"]) as b:  # found: by name
+        assert list(b["mosaic"].attrs["channels"]) == sorted(NAMES)
+        order = [NAMES.index(n) for n in sorted(NAMES)]
+        np.testing.assert_array_equal(a["mosaic"][...][order], b["mosaic"][...])
+
+    (folder / "t_1_2_inverted.tif").unlink()
+    line = one_line_error(run("stitch", "--tiles", split, "--positions", csv_path, "--out",
+                              tmp_path / "bad.h5"))  # fmt: skip
+    assert "t_1_2_inverted.tif" in line and "does not exist" in line
