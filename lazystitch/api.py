@@ -28,8 +28,16 @@ from lazystitch.io import (
     estimate_flatfield,
     import_hook,
     open_tiles_pattern,
+    pattern_fields,
 )
-from lazystitch.layout import Layout, grid_layout, positions_layout, read_positions_csv
+from lazystitch.layout import (
+    Layout,
+    grid_keys,
+    grid_layout,
+    orient_positions,
+    positions_layout,
+    read_positions_csv,
+)
 from lazystitch.writers import (
     ChunkCodec,
     ProgressFn,
@@ -78,6 +86,13 @@ def load_layout_and_tiles(config: StitchConfig) -> tuple[TileSet, Layout]:
         return tiles, grid_layout(*grid, tiles.tile_yx, lay.overlap)
     if lay.positions == "metadata":
         positions = _um_to_px(stage_positions_um(tiles), _pixel_size_yx(config, tiles, "metadata"))
+        if not {"row", "col"} <= pattern_fields(opts.pattern):  # numbered: rows from places
+            axes = {"swap_xy": lay.swap_xy, "flip_y": lay.flip_y, "flip_x": lay.flip_x}
+            cells = grid_keys(orient_positions(positions, **axes), tiles.tile_yx)
+            if cells is not None:
+                tiles = tiles.with_keys(dict(zip(keys, cells, strict=True)))
+                order = sorted(range(len(cells)), key=cells.__getitem__)
+                keys, positions = [cells[i] for i in order], positions[order]
     elif lay.positions_unit == "um":
         size = _pixel_size_yx(config, tiles, f"the positions CSV {lay.positions}")
         positions = _um_to_px(positions, size)

@@ -29,21 +29,21 @@ def _um(value: float | None, unit: Any) -> float | None:
     return None if factor is None else float(value) * factor
 
 
-def ome_metadata(xml: str, axes: str, shape: Shape, where: str) -> dict[str, Any]:
+def ome_metadata(xml: str, axes: str, shape: Shape, where: str, image: int = 0) -> dict[str, Any]:
     """``pixel_size``, ``position`` and ``channels`` for :class:`~lazystitch.io.TileSource`
-    from the OME-XML of a tile file (each left out when the XML does not give it in physical
-    units). The position is the first plane's (``Plane`` PositionX/Y/Z), else the image's
-    ``StageLabel``."""
+    from the OME-XML of a tile file, of its ``image``-th Image (a multi-series file's series
+    in order; each left out when the XML does not give it in physical units). The position is
+    the first plane's (``Plane`` PositionX/Y/Z), else the image's ``StageLabel``."""
     try:
         from ome_types import from_xml
 
         ome = from_xml(xml)
     except Exception as exc:
         raise TileError(f"tile file {where} has OME-XML that cannot be parsed: {exc}") from None
-    if not ome.images:
+    if len(ome.images) <= image:
         return {}
-    image = ome.images[0]
-    px = image.pixels
+    img = ome.images[image]
+    px = img.pixels
     spatial = [a for a in axes if a in "zyx"]
     size = {
         "x": _um(px.physical_size_x, px.physical_size_x_unit),
@@ -61,8 +61,8 @@ def ome_metadata(xml: str, axes: str, shape: Shape, where: str) -> dict[str, Any
             "y": _um(p.position_y, p.position_y_unit),
             "z": _um(p.position_z, p.position_z_unit),
         }
-    if (pos.get("x") is None or pos.get("y") is None) and image.stage_label is not None:
-        sl = image.stage_label
+    if (pos.get("x") is None or pos.get("y") is None) and img.stage_label is not None:
+        sl = img.stage_label
         pos = {"x": _um(sl.x, sl.x_unit), "y": _um(sl.y, sl.y_unit), "z": _um(sl.z, sl.z_unit)}
     if pos.get("x") is not None and pos.get("y") is not None:
         if "z" in spatial:

@@ -50,6 +50,10 @@ def pattern_fields(pattern: str) -> set[str]:
         If the pattern has an unknown field, a positional field, or neither ``{row}``+``{col}``
         nor ``{index}``.
     """
+    from lazystitch.io._members import is_members
+
+    if is_members(pattern):  # every member of a container, numbered as {index} numbers
+        return {"index"}
     try:
         fields = _fields(pattern)
     except ValueError as exc:
@@ -134,8 +138,12 @@ def discover_keys(pattern: str | Path, *, start: int = 0) -> list[TileKey]:
     ConfigError
         If a folder in the pattern has fields, or no file matches.
     """
+    from lazystitch.io._members import is_members, list_members
+
     pattern = str(pattern)
     fields = pattern_fields(pattern)
+    if is_members(pattern):
+        return [(0, i) for i in range(len(list_members(pattern)))]
     folder, name = os.path.split(pattern)
     if _fields(folder):
         raise ConfigError(
@@ -163,7 +171,7 @@ def discover_keys(pattern: str | Path, *, start: int = 0) -> list[TileKey]:
     if not keys:
         raise ConfigError(f"tiles.pattern {pattern!r} matches no file")
     if "channel" in fields:
-        keys = list(dict.fromkeys(keys))
+        keys = sorted(set(keys))
     if len(set(keys)) != len(keys) or min(min(k) for k in keys) < 0:
         raise ConfigError(
             f"tiles.pattern {pattern!r}: the matching files do not number the tiles once each "

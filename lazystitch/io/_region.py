@@ -23,7 +23,12 @@ __all__ = ["read_tiff_region"]
 
 
 def read_tiff_region(
-    path: str | os.PathLike, shape: Shape, dtype: np.dtype, window: Window, view: bool = False
+    path: str | os.PathLike,
+    shape: Shape,
+    dtype: np.dtype,
+    window: Window,
+    view: bool = False,
+    series: int = 0,
 ) -> tuple[np.ndarray, int]:
     """Read the Y, X ``window`` of every plane of a tile: ``(pixels, bytes read from the file)``.
 
@@ -43,7 +48,7 @@ def read_tiff_region(
     planes = math.prod(shape[:-2])
     with reading(path):
         st = os.stat(path)
-        layout = _planes_layout(os.fspath(path), st.st_size, st.st_mtime_ns, shape, dtype)
+        layout = _planes_layout(os.fspath(path), st.st_size, st.st_mtime_ns, shape, dtype, series)
         if layout is not None:
             pixels = layout.view(path)[:, y[0] : y[1], x[0] : x[1]]
             nbytes = (y[1] - y[0]) * shape[-1] * planes * dtype.itemsize
@@ -53,13 +58,13 @@ def read_tiff_region(
         # an open file object: tifffile then resolves no path (measured: 0.3 ms an open), and
         # its descriptor maps the pixels of uncompressed pages
         with open(path, "rb") as fh, tifffile.TiffFile(fh) as tif:
-            series = tif.series[0]
-            pages: list[Any] = [p if p is None else p.aspage() for p in series.pages]  # frames
-            check_unchanged(path, shape, dtype, series)
+            found = tif.series[series]
+            pages: list[Any] = [p if p is None else p.aspage() for p in found.pages]  # frames
+            check_unchanged(path, shape, dtype, found)
             if len(pages) != planes or any(
                 p is None or tuple(p.shape) != tuple(shape[-2:]) for p in pages
             ):
-                whole = series.asarray()
+                whole = found.asarray()
                 read = sum(int(c) for p in pages if p is not None for c in p.databytecounts)
                 return np.ascontiguousarray(whole[..., window[0], window[1]]), read
             out = np.empty((planes, *out_shape[-2:]), dtype)
@@ -102,7 +107,7 @@ class _PlanesLayout:
 
 @functools.lru_cache(maxsize=4096)
 def _planes_layout(
-    path: str, size: int, mtime_ns: int, shape: Shape, dtype: np.dtype
+    path: str, size: int, mtime_ns: int, shape: Shape, dtype: np.dtype, series: int = 0
 ) -> _PlanesLayout | None:
     """The layout of a tile file's planes if they can be viewed in place, else None.
 
@@ -110,9 +115,9 @@ def _planes_layout(
     fusion reads each tile's windows from several blocks, and parsing its header for each
     read held the GIL for about a quarter of the reading's time."""
     with open(path, "rb") as fh, tifffile.TiffFile(fh) as tif:
-        series = tif.series[0]
-        pages: list[Any] = [p if p is None else p.aspage() for p in series.pages]  # frames
-        check_unchanged(path, shape, dtype, series)
+        found = tif.series[series]
+        pages: list[Any] = [p if p is None else p.aspage() for p in found.pages]  # frames
+        check_unchanged(path, shape, dtype, found)
         planes = math.prod(shape[:-2])
         if len(pages) != planes or not all(
             p is not None and tuple(p.shape) == tuple(shape[-2:]) and _stored_raw(p) for p in pages

@@ -35,28 +35,36 @@ class TiffHeader:
     mtime_ns: int
     axes: str = ""  # tifffile's axis letters of the series
     ome_xml: str | None = None  # the file's OME-XML, if it is an OME-TIFF
+    series: int = 0  # which of the file's image series
+    series_count: int = 1  # how many the file has
 
 
 @dataclass(frozen=True)
 class TiffReader:
-    """Reads windows of one TIFF tile (its first series) by path, opening it in the task."""
+    """Reads windows of one TIFF tile (an image series of a file) by path, opening it in the
+    task."""
 
     path: str
     shape: Shape
     dtype: np.dtype
+    series: int = 0
 
     def read(self, window: tuple[slice, slice], view: bool = False) -> tuple[np.ndarray, int]:
         from lazystitch.io._region import read_tiff_region
 
-        return read_tiff_region(self.path, self.shape, self.dtype, window, view=view)
+        return read_tiff_region(
+            self.path, self.shape, self.dtype, window, view=view, series=self.series
+        )
 
     @classmethod
     def batch(cls, readers: list[TiffReader]) -> TiffFiles | None:
-        """Readers of one shape and dtype as one recipe holding their paths."""
+        """Readers of one shape and dtype as one recipe holding their paths (and series,
+        where any is not the first)."""
         shape, dtype = readers[0].shape, readers[0].dtype
         if any(r.shape != shape or r.dtype != dtype for r in readers):
             return None
-        return TiffFiles(tuple(r.path for r in readers), shape, dtype)
+        series = tuple(r.series for r in readers) if any(r.series for r in readers) else ()
+        return TiffFiles(tuple(r.path for r in readers), shape, dtype, series)
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class TiffFiles:
     paths: tuple[str, ...]
     shape: Shape
     dtype: np.dtype
+    series: tuple[int, ...] = ()  # per path; empty: every tile is its file's first series
 
     def __call__(self, index: int, window: tuple[slice, slice]) -> np.ndarray:
         return self.read(index, window)[0]
@@ -74,13 +83,15 @@ class TiffFiles:
     def read(self, index: int, window: tuple[slice, slice]) -> tuple[np.ndarray, int]:
         from lazystitch.io._region import read_tiff_region
 
-        return read_tiff_region(self.paths[index], self.shape, self.dtype, window, view=True)
+        series = self.series[index] if self.series else 0
+        path = self.paths[index]
+        return read_tiff_region(path, self.shape, self.dtype, window, view=True, series=series)
 
 
-def tiff_source(path: str | os.PathLike) -> TileSource:
-    """The :class:`~lazystitch.io.TileSource` of a TIFF tile, from its header (see
-    :func:`tiff_header` for what is checked)."""
-    hd = tiff_header(path)
+def tiff_source(path: str | os.PathLike, series: int = 0) -> TileSource:
+    """The :class:`~lazystitch.io.TileSource` of a TIFF tile (image series ``series`` of the
+    file), from its header (see :func:`tiff_header` for what is checked)."""
+    hd = tiff_header(path, series)
     letters = hd.axes.lower()[-len(hd.shape) :] if hd.axes else ""
     lead = len(hd.shape) - 2
     try:
@@ -92,21 +103,23 @@ def tiff_source(path: str | os.PathLike) -> TileSource:
                 f"tile file {hd.path} has {len(hd.shape)} axes ({hd.axes!r}); "
                 "lazystitch reads tiles of at most t, c, z, y, x"
             ) from None
-    meta = ome_metadata(hd.ome_xml, axes, hd.shape, str(hd.path)) if hd.ome_xml else {}
+    name = str(hd.path) if hd.series_count == 1 else f"{hd.path} series {series}"
+    meta = ome_metadata(hd.ome_xml, axes, hd.shape, name, series) if hd.ome_xml else {}
     return TileSource(
-        name=str(hd.path),
+        name=name,
         shape=hd.shape,
         dtype=hd.dtype,
         axes=axes,
-        reader=TiffReader(str(hd.path), hd.shape, hd.dtype),
-        identity=f"{hd.size}:{hd.mtime_ns}",
+        reader=TiffReader(str(hd.path), hd.shape, hd.dtype, series),
+        identity=f"{hd.size}:{hd.mtime_ns}" + (f":{series}" if series else ""),
         path=hd.path,
         **meta,
     )
 
 
-def tiff_header(path: str | os.PathLike) -> TiffHeader:
-    """Read the header of ``path`` and check that its pixel data is all there.
+def tiff_header(path: str | os.PathLike, series: int = 0) -> TiffHeader:
+    """Read the header of ``path`` (of its image series ``series``) and check that its pixel
+    data is all there.
 
     Only IFDs are parsed; no pixel data is read. A file whose strips or tiles end past the end
     of the file (a truncated copy) is rejected.
@@ -128,11 +141,16 @@ def tiff_header(path: str | os.PathLike) -> TiffHeader:
         raise TileError(f"tile file {path} is not a regular file")
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape = tuple(int(s) for s in series.shape)
-            dtype = np.dtype(series.dtype)
-            axes = series.axes
-            end = _data_end(series)
+            count = len(tif.series)
+            if not 0 <= series < count:
+                raise TileError(
+                    f"tile file {path} has {count} image series; there is no series {series}"
+                )
+            found = tif.series[series]
+            shape = tuple(int(s) for s in found.shape)
+            dtype = np.dtype(found.dtype)
+            axes = found.axes
+            end = _data_end(found)
             ome_xml = tif.ome_metadata if tif.is_ome else None
     except (tifffile.TiffFileError, ValueError, IndexError, OSError, struct.error) as exc:
         raise TileError(f"tile file {path} is not a readable TIFF: {exc}") from None
@@ -148,7 +166,7 @@ def tiff_header(path: str | os.PathLike) -> TiffHeader:
             f"tile file {path} has {shape[-1]} samples per pixel (RGB, axes {axes!r}); "
             "lazystitch stitches single-channel tiles whose last two axes are Y, X"
         )
-    return TiffHeader(path, shape, dtype, st.st_size, st.st_mtime_ns, axes, ome_xml)
+    return TiffHeader(path, shape, dtype, st.st_size, st.st_mtime_ns, axes, ome_xml, series, count)
 
 
 def _data_end(series: tifffile.TiffPageSeries) -> int:

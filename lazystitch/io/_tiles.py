@@ -20,6 +20,7 @@ from lazystitch.errors import TileError
 from lazystitch.io._channels import discover_channels, stack_channels
 from lazystitch.io._correct import Corrected, Correction, OneChannel
 from lazystitch.io._hdf5 import hdf5_source, split_container
+from lazystitch.io._members import is_members, list_members, split_series
 from lazystitch.io._pattern import acquisition_index, pattern_fields, tile_paths
 from lazystitch.io._source import RegionReader, TileSource, region_reader
 from lazystitch.io._tiff import tiff_source
@@ -240,6 +241,9 @@ def open_tiles(paths: Mapping[TileKey, str | os.PathLike]) -> TileSet:
 
 def _try_source(location: Path) -> TileSource | Exception:
     try:
+        series = split_series(location)
+        if series is not None:
+            return tiff_source(*series)
         in_zarr = split_zarr(location)
         if in_zarr is not None:
             return zarr_source(*in_zarr)
@@ -286,6 +290,17 @@ def open_tiles_pattern(
             pattern, keys, rows=rows, cols=cols, start=start, order=order, channel=channel
         )
 
+    if is_members(pattern):
+        members = list_members(pattern)
+        places = {k: acquisition_index(*k, rows, cols, order) for k in keys}
+        beyond = [k for k, i in places.items() if i >= len(members)]
+        if beyond:
+            raise TileError(
+                f"tiles.pattern {pattern!r} holds {len(members)} tiles, but the layout needs "
+                f"{len(keys)} (tile (row {beyond[0][0]}, col {beyond[0][1]}) would be number "
+                f"{places[beyond[0]]})"
+            )
+        return open_tiles({k: members[i] for k, i in places.items()})
     if "channel" not in pattern_fields(pattern):
         return open_tiles(paths())
     if not keys:

@@ -2,6 +2,7 @@
 
 from lazystitch.layout._layout import (
     Layout,
+    grid_keys,
     grid_layout,
     orient_positions,
     overlap_px,
@@ -12,6 +13,7 @@ from lazystitch.layout._layout import (
 
 __all__ = [
     "Layout",
+    "grid_keys",
     "grid_layout",
     "orient_positions",
     "overlap_px",

@@ -249,6 +249,34 @@ def orient_positions(
     return out
 
 
+def grid_keys(positions: np.ndarray, tile_yx: tuple[int, int]) -> list[TileKey] | None:
+    """(row, col) of tiles known only by their positions (stage metadata): tiles whose y
+    (x) lie within half a tile of the next one's share a row (column). None when that does
+    not give every tile its own cell (an irregular layout).
+
+    Registration links each tile with its right and lower grid neighbour, so tiles that an
+    acquisition numbers 0, 1, 2... along one row need their rows and columns back.
+
+    Examples
+    --------
+    >>> grid_keys(np.array([[0, 0], [3, 90], [95, 2], [92, 88]]), (100, 100))
+    [(0, 0), (0, 1), (1, 0), (1, 1)]
+    """
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    bands = [_bands(pos[:, axis], tile_yx[axis] / 2) for axis in (0, 1)]
+    keys = [(int(r), int(c)) for r, c in zip(*bands, strict=True)]
+    return keys if len(set(keys)) == len(keys) else None
+
+
+def _bands(values: np.ndarray, gap: float) -> np.ndarray:
+    """Each value's band: sorted values more than ``gap`` apart start a new band."""
+    order = np.argsort(values, kind="stable")
+    steps = np.diff(values[order]) > gap
+    out = np.empty(len(values), dtype=np.int64)
+    out[order] = np.concatenate([[0], np.cumsum(steps)])
+    return out
+
+
 def positions_layout(
     keys: Sequence[TileKey],
     positions: np.ndarray,

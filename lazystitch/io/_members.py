@@ -1,0 +1,120 @@
+"""Every tile of one container, in order: ``scan.ome.tif:*`` (every image series of a
+multi-series TIFF), ``tiles.h5:/scan/*`` (every dataset of an HDF5 group), ``tiles.zarr/scan/*``
+(every array of a Zarr group).
+
+Such a pattern numbers the tiles as an ``{index}`` pattern does (series in file order,
+datasets and arrays by name, numbers in names compared as numbers), so a grid, ``tiles.order``
+and a positions CSV work with it as with files; ``--positions metadata`` takes them along one
+row, placed by their own stage positions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from lazystitch.errors import ConfigError, TileError, TileNotFoundError
+
+__all__ = ["is_members", "list_members", "split_series"]
+
+_SERIES = re.compile(r"^(?P<file>.+\.(?:tiff?|btf|tf8))(?::(?P<series>[0-9]+))$", re.I)
+
+
+def is_members(pattern: str) -> bool:
+    """Whether ``pattern`` names every member of a container (ends in ``:*`` or ``/*``).
+
+    Examples
+    --------
+    >>> [is_members(p) for p in ("a.ome.tif:*", "t.h5:/g/*", "t.zarr/*", "t_{index}.tif")]
+    [True, True, True, False]
+    """
+    return pattern.endswith((":*", "/*")) and "{" not in pattern
+
+
+def split_series(location: str | os.PathLike) -> tuple[Path, int] | None:
+    """``(file, series)`` for a location naming one image series of a TIFF (``FILE.tif:N``).
+
+    Examples
+    --------
+    >>> split_series("scan.ome.tif:3")
+    (PosixPath('scan.ome.tif'), 3)
+    >>> split_series("scan.ome.tif") is None
+    True
+    """
+    m = _SERIES.match(os.fspath(location))
+    return None if m is None else (Path(m["file"]), int(m["series"]))
+
+
+def _natural(name: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"([0-9]+)", name)]
+
+
+def list_members(pattern: str) -> list[str]:
+    """The tile locations a member pattern names, in tile order.
+
+    Raises
+    ------
+    TileNotFoundError
+        If the container does not exist.
+    TileError, ConfigError
+        If it cannot be read, is not a container of that kind, or holds no member.
+    """
+    container = pattern[:-2]
+    if pattern.endswith(":*") and _SERIES.match(container + ":0"):
+        found = _tiff_series(Path(container))
+    elif ":" in container and re.search(r"\.(h5|hdf5|hdf|he5|nxs):", container, re.I):
+        file, group = container.split(":", 1)
+        found = [f"{file}:{group.rstrip('/')}/{n}" for n in _h5_datasets(Path(file), group)]
+    elif re.search(r"\.zarr(/|$)", container, re.I):
+        found = [f"{container}/{n}" for n in _zarr_arrays(container)]
+    else:
+        raise ConfigError(
+            f"tiles.pattern {pattern!r}: '*' takes every member of a container: "
+            "'FILE.tif:*' (image series), 'FILE.h5:/group/*' (datasets), 'DIR.zarr/group/*'"
+        )
+    if not found:
+        raise TileError(f"tiles.pattern {pattern!r}: {container} holds no tile")
+    return found
+
+
+def _tiff_series(path: Path) -> list[str]:
+    import tifffile
+
+    if not path.is_file():
+        raise TileNotFoundError(f"tile file {path} does not exist")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            count = len(tif.series)
+    except (tifffile.TiffFileError, OSError, ValueError) as exc:
+        raise TileError(f"tile file {path} is not a readable TIFF: {exc}") from None
+    return [f"{path}:{i}" for i in range(count)]
+
+
+def _h5_datasets(path: Path, group: str) -> list[str]:
+    import h5py
+
+    if not path.is_file():
+        raise TileNotFoundError(f"tile file {path} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            node = f.get(group or "/")
+            if not isinstance(node, h5py.Group):
+                raise TileError(f"tile file {path} has no group {group}")
+            return sorted((k for k, v in node.items() if isinstance(v, h5py.Dataset)), key=_natural)
+    except OSError as exc:
+        raise TileError(f"tile file {path} is not a readable HDF5 file: {exc}") from None
+
+
+def _zarr_arrays(container: str) -> list[str]:
+    from lazystitch.io._zarr import _zarr, split_zarr
+
+    store, inner = split_zarr(container) or (Path(container), "")
+    if not store.exists():
+        raise TileNotFoundError(f"tile store {store} does not exist")
+    zarr = _zarr()
+    try:
+        node = zarr.open_group(str(store), path=inner or None, mode="r")
+    except Exception as exc:
+        raise TileError(f"tile store {container} has no readable group: {exc}") from None
+    return sorted(node.array_keys(), key=_natural)
