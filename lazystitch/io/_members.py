@@ -1,6 +1,6 @@
 """Every tile of one container, in order: ``scan.ome.tif:*`` (every image series of a
 multi-series TIFF), ``tiles.h5:/scan/*`` (every dataset of an HDF5 group), ``tiles.zarr/scan/*``
-(every array of a Zarr group).
+(every array of a Zarr group), ``scan.czi`` (every tile of a Zeiss tile scan).
 
 Such a pattern numbers the tiles as an ``{index}`` pattern does (series in file order,
 datasets and arrays by name, numbers in names compared as numbers), so a grid, ``tiles.order``
@@ -28,8 +28,11 @@ def is_members(pattern: str) -> bool:
     --------
     >>> [is_members(p) for p in ("a.ome.tif:*", "t.h5:/g/*", "t.zarr/*", "t_{index}.tif")]
     [True, True, True, False]
+    >>> is_members("scan.czi")  # a file that holds a whole tile scan
+    True
     """
-    return pattern.endswith((":*", "/*")) and "{" not in pattern
+    whole = pattern.endswith((":*", "/*")) or pattern.lower().endswith(".czi")
+    return whole and "{" not in pattern
 
 
 def split_series(location: str | os.PathLike) -> tuple[Path, int] | None:
@@ -60,8 +63,12 @@ def list_members(pattern: str) -> list[str]:
     TileError, ConfigError
         If it cannot be read, is not a container of that kind, or holds no member.
     """
-    container = pattern[:-2]
-    if pattern.endswith(":*") and _SERIES.match(container + ":0"):
+    container = pattern[:-2] if pattern.endswith("*") else pattern
+    if container.lower().endswith(".czi"):
+        from lazystitch.io._czi import czi_locations
+
+        found = czi_locations(container)
+    elif pattern.endswith(":*") and _SERIES.match(container + ":0"):
         found = _tiff_series(Path(container))
     elif ":" in container and re.search(r"\.(h5|hdf5|hdf|he5|nxs):", container, re.I):
         file, group = container.split(":", 1)

@@ -19,6 +19,7 @@ from lazystitch._typing import Shape, TileKey
 from lazystitch.errors import TileError
 from lazystitch.io._channels import discover_channels, stack_channels
 from lazystitch.io._correct import Corrected, Correction, OneChannel
+from lazystitch.io._czi import czi_source, split_czi
 from lazystitch.io._hdf5 import hdf5_source, split_container
 from lazystitch.io._members import is_members, list_members, split_series
 from lazystitch.io._pattern import acquisition_index, pattern_fields, tile_paths
@@ -244,6 +245,9 @@ def _try_source(location: Path) -> TileSource | Exception:
         series = split_series(location)
         if series is not None:
             return tiff_source(*series)
+        czi = split_czi(location)
+        if czi is not None:
+            return czi_source(*czi)
         in_zarr = split_zarr(location)
         if in_zarr is not None:
             return zarr_source(*in_zarr)
