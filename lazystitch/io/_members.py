@@ -1,6 +1,7 @@
 """Every tile of one container, in order: ``scan.ome.tif:*`` (every image series of a
 multi-series TIFF), ``tiles.h5:/scan/*`` (every dataset of an HDF5 group), ``tiles.zarr/scan/*``
-(every array of a Zarr group), ``scan.czi`` (every tile of a Zeiss tile scan).
+(every array of a Zarr group), ``scan.czi`` (every tile of a Zeiss tile scan),
+``dataset.xml`` (every tile of a BigDataViewer / BigStitcher dataset).
 
 Such a pattern numbers the tiles as an ``{index}`` pattern does (series in file order,
 datasets and arrays by name, numbers in names compared as numbers), so a grid, ``tiles.order``
@@ -28,10 +29,10 @@ def is_members(pattern: str) -> bool:
     --------
     >>> [is_members(p) for p in ("a.ome.tif:*", "t.h5:/g/*", "t.zarr/*", "t_{index}.tif")]
     [True, True, True, False]
-    >>> is_members("scan.czi")  # a file that holds a whole tile scan
-    True
+    >>> is_members("scan.czi"), is_members("dataset.xml")  # files that hold a whole scan
+    (True, True)
     """
-    whole = pattern.endswith((":*", "/*")) or pattern.lower().endswith(".czi")
+    whole = pattern.endswith((":*", "/*")) or pattern.lower().endswith((".czi", ".xml"))
     return whole and "{" not in pattern
 
 
@@ -64,7 +65,11 @@ def list_members(pattern: str) -> list[str]:
         If it cannot be read, is not a container of that kind, or holds no member.
     """
     container = pattern[:-2] if pattern.endswith("*") else pattern
-    if container.lower().endswith(".czi"):
+    if container.lower().endswith(".xml"):
+        from lazystitch.io._bdv import bdv_locations
+
+        found = bdv_locations(container)
+    elif container.lower().endswith(".czi"):
         from lazystitch.io._czi import czi_locations
 
         found = czi_locations(container)

@@ -17,6 +17,7 @@ import numpy as np
 
 from lazystitch._typing import Shape, TileKey
 from lazystitch.errors import TileError
+from lazystitch.io._bdv import bdv_source, split_bdv
 from lazystitch.io._channels import discover_channels, stack_channels
 from lazystitch.io._correct import Corrected, Correction, OneChannel
 from lazystitch.io._czi import czi_source, split_czi
@@ -248,6 +249,9 @@ def _try_source(location: Path) -> TileSource | Exception:
         czi = split_czi(location)
         if czi is not None:
             return czi_source(*czi)
+        bdv = split_bdv(location)
+        if bdv is not None:
+            return bdv_source(*bdv)
         in_zarr = split_zarr(location)
         if in_zarr is not None:
             return zarr_source(*in_zarr)
