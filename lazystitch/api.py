@@ -149,17 +149,17 @@ def _check_flatfield_path(config: StitchConfig, inputs: list[Path]) -> None:
         )
 
 
-def with_estimated_flatfield(config: StitchConfig, tiles: TileSet) -> TileSet:
+def with_estimated_flatfield(config: StitchConfig, tiles: TileSet, layout: Layout) -> TileSet:
     """For ``tiles.flatfield: estimate``: the tiles corrected by the profile estimated from
-    them on the active Client, saved at :func:`flatfield_path` (a resumed run reuses the one
-    it saved)."""
+    their overlaps (as ``layout`` places them) on the active Client, saved at
+    :func:`flatfield_path` (a resumed run reuses the one it saved)."""
     if config.tiles.flatfield != "estimate":
         return tiles
     path = flatfield_path(config)
     resume = config.output is not None and config.output.resume
     if path is not None and resume and path.is_file():
         return corrected_tiles(config, tiles, Profile.from_file(path, "flatfield"))
-    profile = estimate_flatfield(tiles)
+    profile = estimate_flatfield(tiles, layout)
     if path is None:
         log.warning("the estimated flat-field is not saved (no output or report folder)")
         return corrected_tiles(config, tiles, Profile.from_array(profile))
@@ -416,7 +416,7 @@ def register_tiles(
 
     def run() -> Registration:
         before = {"headers": headers, "cluster_start": time.perf_counter() - t1}
-        return _register(config, with_estimated_flatfield(config, tiles), layout, before)
+        return _register(config, with_estimated_flatfield(config, tiles, layout), layout, before)
 
     t1 = time.perf_counter()
     return _on_cluster(config, run, on_client, notify, tile_bytes)
@@ -466,7 +466,7 @@ def prepare(config: StitchConfig | dict | str | Path) -> LazyMosaic:
 
 
 def _build(config: StitchConfig, tiles: TileSet, layout: Layout) -> LazyMosaic:
-    tiles = with_estimated_flatfield(config, tiles)  # on the cluster, when asked for
+    tiles = with_estimated_flatfield(config, tiles, layout)  # on the cluster, when asked for
     registration = _register(config, tiles, layout, {}) if config.registration.enabled else None
     if registration is not None:
         layout = registration.layout

@@ -26,6 +26,16 @@ def test_notebook_runs(path):
 
         m = re.search(r"max error ([0-9.]+) px", outputs)
         assert m and float(m.group(1)) < 0.5
+    if path.name == "05_inputs.ipynb":
+        import re
+
+        assert "OME-TIFF by its metadata: max |mosaic - reference| = 0" in outputs
+        assert "HDF5-held tiles == the OME-TIFF mosaic: True" in outputs
+        m = re.search(r"registered on 'content': max error ([0-9.]+) px", outputs)
+        assert m and float(m.group(1)) < 0.5
+        assert "channels ['noise', 'content', 'inverted']" in outputs
+        m = re.search(r"\(([0-9.]+)x less\)", outputs)
+        assert m and float(m.group(1)) >= 3
     if path.name == "03_cluster.ipynb":
         for line in (
             "max |mosaic - reference| = 0",
