@@ -28,6 +28,7 @@ import numpy as np
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
 from lazystitch.io._source import TileSource, Window
+from lazystitch.io._tiff import reading
 from lazystitch.io._zarr import NGFF_UM
 
 __all__ = ["BdvReader", "bdv_locations", "bdv_source", "split_bdv"]
@@ -162,13 +163,8 @@ class BdvReader:
         import h5py
 
         index = (slice(None), *window)
-        try:
-            with h5py.File(self.file, "r") as f:
-                planes = [np.asarray(f[d][index]) for d in self.datasets]
-        except FileNotFoundError:
-            raise TileNotFoundError(f"tile file {self.file} disappeared") from None
-        except Exception as exc:
-            raise TileError(f"tile file {self.file} could not be read: {exc}") from None
+        with reading(self.file), h5py.File(self.file, "r") as f:
+            planes = [np.asarray(f[d][index]) for d in self.datasets]
         pixels = np.stack(planes).view(self.dtype)
         wy, wx = pixels.shape[-2:]
         return pixels.reshape(*self.shape[:-2], wy, wx), int(pixels.nbytes)

@@ -25,6 +25,7 @@ import numpy as np
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
 from lazystitch.io._source import TileSource, Window
+from lazystitch.io._tiff import reading
 
 __all__ = ["CziReader", "czi_locations", "czi_source", "split_czi"]
 
@@ -117,15 +118,18 @@ def _metadata(xml: str) -> dict[str, Any]:
     return {"size_um": size, "channels": names}
 
 
-def czi_locations(path: str | os.PathLike) -> list[str]:
-    """``FILE.czi:N`` for each tile of a CZI, in scene and mosaic order."""
-    p = Path(path)
+def _scanned(p: Path) -> tuple[list[_Tile], np.dtype, dict[str, Any]]:
     try:
         st = p.stat()
     except FileNotFoundError:
         raise TileNotFoundError(f"tile file {p} does not exist") from None
-    tiles, _, _ = _scan(str(p), st.st_mtime_ns)
-    return [f"{p}:{i}" for i in range(len(tiles))]
+    return _scan(str(p), st.st_mtime_ns)
+
+
+def czi_locations(path: str | os.PathLike) -> list[str]:
+    """``FILE.czi:N`` for each tile of a CZI, in scene and mosaic order."""
+    p = Path(path)
+    return [f"{p}:{i}" for i in range(len(_scanned(p)[0]))]
 
 
 @dataclass(frozen=True)
@@ -140,18 +144,11 @@ class CziReader:
     def read(self, window: Window, view: bool = False) -> tuple[np.ndarray, int]:
         czifile = _czifile()
         out = np.empty((len(self.entries), *self.shape[-2:]), self.dtype)
-        try:
-            with czifile.CziFile(self.path) as czi:
-                directory = czi.filtered_subblock_directory
-                for k, i in enumerate(self.entries):
-                    plane = directory[i].data_segment().data()
-                    out[k] = np.asarray(plane).reshape(self.shape[-2:])
-        except FileNotFoundError:
-            raise TileNotFoundError(
-                f"tile file {self.path} disappeared after it was checked"
-            ) from None
-        except Exception as exc:
-            raise TileError(f"tile file {self.path} could not be read: {exc}") from None
+        with reading(self.path), czifile.CziFile(self.path) as czi:
+            directory = czi.filtered_subblock_directory
+            for k, i in enumerate(self.entries):
+                plane = directory[i].data_segment().data()
+                out[k] = np.asarray(plane).reshape(self.shape[-2:])
         index = (Ellipsis, *window)
         pixels = np.ascontiguousarray(out.reshape(self.shape)[index])
         return pixels, int(out.nbytes)
@@ -160,11 +157,8 @@ class CziReader:
 def czi_source(path: str | os.PathLike, tile: int) -> TileSource:
     """The :class:`~lazystitch.io.TileSource` of tile ``tile`` of a CZI (metadata only)."""
     p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise TileNotFoundError(f"tile file {p} does not exist") from None
-    tiles, dtype, meta = _scan(str(p), st.st_mtime_ns)
+    tiles, dtype, meta = _scanned(p)
+    st = p.stat()
     if not 0 <= tile < len(tiles):
         raise TileError(f"tile file {p} holds {len(tiles)} tiles; there is no tile {tile}")
     t = tiles[tile]

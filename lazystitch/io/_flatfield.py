@@ -205,10 +205,10 @@ def _pair_equations(
     """Block centres in a's and b's px and, per channel, log a - log b over the blocks of
     their overlap (blocks with a pixel at 0 or saturated left out); None if none is left."""
     d = _aligned(reader, ia, ib, d, tile_yx, c_axis)
-    (ny, nx), (dy, dx) = tile_yx, d
-    ya, yb = (dy, 0) if dy >= 0 else (0, -dy)
-    xa, xb = (dx, 0) if dx >= 0 else (0, -dx)
-    oh, ow = (ny - abs(dy)) // BLOCK * BLOCK, (nx - abs(dx)) // BLOCK * BLOCK
+    windows = _windows(d, tile_yx)
+    oh = (windows[0][0].stop - windows[0][0].start) // BLOCK * BLOCK
+    ow = (windows[0][1].stop - windows[0][1].start) // BLOCK * BLOCK
+    (ya, xa), (yb, xb) = ((w[0].start, w[1].start) for w in windows)
     means, ok = [], None
     for i, (y0, x0) in ((ia, (ya, xa)), (ib, (yb, xb))):
         px = reader.read(i, (slice(y0, y0 + oh), slice(x0, x0 + ow)))[0].astype(np.float64)

@@ -184,16 +184,17 @@ def _data_end(series: tifffile.TiffPageSeries) -> int:
 
 
 @contextlib.contextmanager
-def reading(path: str | os.PathLike) -> Iterator[None]:
-    """Turn any failure while reading a checked tile's pixels into an error naming the file."""
+def reading(path: str | os.PathLike, what: str = "tile file") -> Iterator[None]:
+    """Turn any failure while reading a checked tile's pixels into an error naming the file
+    (``what``: how it is named, e.g. ``"tile"`` for a dataset in a container)."""
     try:
         yield
     except FileNotFoundError:
-        raise TileNotFoundError(f"tile file {path} disappeared after it was checked") from None
+        raise TileNotFoundError(f"{what} {path} disappeared after it was checked") from None
     except TileError:
         raise
     except Exception as exc:
-        raise TileError(f"tile file {path} could not be read: {exc}") from None
+        raise TileError(f"{what} {path} could not be read: {exc}") from None
 
 
 def check_unchanged(path: str | os.PathLike, shape: Shape, dtype: np.dtype, found) -> None:

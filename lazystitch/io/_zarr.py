@@ -23,6 +23,7 @@ import numpy as np
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
 from lazystitch.io._source import DEFAULT_AXES, TileSource, Window, check_axes
+from lazystitch.io._tiff import reading
 
 __all__ = ["ZarrReader", "split_zarr", "zarr_source"]
 
@@ -77,7 +78,7 @@ class ZarrReader:
 
     def read(self, window: Window, view: bool = False) -> tuple[np.ndarray, int]:
         where = f"{self.store}/{self.path}".rstrip("/")
-        try:
+        with reading(where, "tile"):
             arr = _open(self.store, self.path, os.stat(self.store).st_mtime_ns)
             if tuple(arr.shape) != tuple(self.shape) or np.dtype(arr.dtype) != self.dtype:
                 raise TileError(
@@ -86,12 +87,6 @@ class ZarrReader:
                 )
             index = (Ellipsis, *window)
             pixels = np.asarray(arr[index])
-        except FileNotFoundError:
-            raise TileNotFoundError(f"tile {where} disappeared after it was checked") from None
-        except TileError:
-            raise
-        except Exception as exc:
-            raise TileError(f"tile {where} could not be read: {exc}") from None
         return pixels, int(pixels.nbytes)
 
 
