@@ -524,7 +524,8 @@ def stitch(
     inputs += [csv] if isinstance(csv, Path) else []
     fmt = output_format(out.path, out.format)
     shape = (*tiles.shape[:-2], *layout.mosaic_yx)
-    fmt.check(shape, tiles.dtype, ChunkCodec.parse(out.compression))
+    channels = tiles.channels if tiles.axes.startswith("c") else None
+    fmt.check(shape, tiles.dtype, ChunkCodec.parse(out.compression), len(channels or ()))
     for companion in fmt.companions(out.path):
         check_output(companion, overwrite=out.overwrite, resume=out.resume, inputs=inputs)
     check_output(fmt.data_path(out.path), overwrite=out.overwrite, resume=out.resume, inputs=inputs)
@@ -532,18 +533,13 @@ def stitch(
     check_chunk_count(shape, chunks, tiles.dtype.itemsize)
     try:
         arrays = plan_arrays(
-            fmt, out.dataset, shape, tiles.dtype, chunks, out.levels if out.pyramid else 1
-        )
+            fmt, out.dataset, shape, tiles.dtype, chunks, out.levels if out.pyramid else 1,
+            channels=len(channels or ()),
+        )  # fmt: skip
     except ValueError as exc:
         raise ConfigError(f"invalid configuration: output.levels: {exc}") from None
     if config.registration.enabled:
         _check_registration(config, tiles)
-    if fmt.name == "bdv" and "c" in tiles.axes:
-        raise ConfigError(
-            f"invalid configuration: output.format: the tiles have a channel axis (axes "
-            f"{tiles.axes!r}); the BigDataViewer output takes one channel so far: write "
-            "--format hdf5, whose /mosaic is (C, Y, X)"
-        )
     _check_flatfield_path(config, inputs)
     on_cluster = config.registration.enabled or config.tiles.flatfield == "estimate"
     job = None if on_cluster else _build(config, tiles, layout)
@@ -569,6 +565,7 @@ def stitch(
             levels=out.levels if out.pyramid else 1,
             format=fmt.name,
             pixel_size=_output_pixel_size(config, tiles),
+            channels=channels,
         )
 
     job_bytes = sum(math.prod(a.shape) for a in arrays) * tiles.dtype.itemsize

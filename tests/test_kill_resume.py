@@ -27,10 +27,12 @@ def _durable_chunks(paths, mode):
 
 
 def _levels(path):
-    """Every level of a plain HDF5 or BigDataViewer output, by name."""
+    """Every level of a plain HDF5 or BigDataViewer output (every setup), by name."""
     with h5py.File(path) as f:
         if "s00" in f:  # BigDataViewer
-            names = [f"t00000/s00/{k}/cells" for k in range(len(f["s00/resolutions"]))]
+            setups = sorted(n for n in f if n.startswith("s"))
+            levels = len(f["s00/resolutions"])
+            names = [f"t00000/{s}/{k}/cells" for s in setups for k in range(levels)]
         else:
             names = list(f["mosaic"].attrs["lazystitch_levels"])
         return {n: (f[n][...], f[n].id.get_num_chunks(), f[n].is_virtual) for n in names}
@@ -39,13 +41,16 @@ def _levels(path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "trial", "fmt"),
-    [("single", 0, "h5"), ("single", 1, "h5"), ("shards", 2, "h5"), ("single", 3, "xml")],
-    ids=["single-0", "single-1", "shards", "bdv"],
-)
+    [("single", 0, "h5"), ("single", 1, "h5"), ("shards", 2, "h5"), ("single", 3, "xml"),
+     ("shards", 4, "xml")],
+    ids=["single-0", "single-1", "shards", "bdv", "bdv-channels-shards"],
+)  # fmt: skip
 def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, stitch_command):
+    channels = {"lead": (2,), "axes": "CYX"} if trial == 4 else {}  # a BDV setup per channel
     s = make_tiles(
-        tmp_path / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8, seed=trial
-    )
+        tmp_path / "tiles", grid=(5, 6), tile_yx=(200, 200), overlap=30, jitter=8, seed=trial,
+        **channels,
+    )  # fmt: skip
     out = tmp_path / f"m.{fmt}"
     paths = OutputPaths(tmp_path / "m.h5")
     run = (*TWO_WORKERS, "--write-mode", mode, "--shard", "4,4", "--pixel-size", "0.5")
@@ -100,6 +105,7 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, sti
         assert n_chunks == want[name][1] and not virtual
     if fmt == "xml":
         assert out.read_text() == clean.read_text().replace("clean.h5", "m.h5")
+        assert out.read_text().count("<ViewSetup>") == (2 if channels else 1)
 
 
 @pytest.mark.slow

@@ -106,6 +106,7 @@ def make_tiles(
     pattern: str = "tile_r{row:03d}_c{col:03d}.tif",
     seed: int = 0,
     image: np.ndarray | None = None,
+    axes: str | None = None,
 ) -> SyntheticTiles:
     """Cut overlapping tiles from one image at known positions and write them as TIFFs.
 
@@ -130,6 +131,9 @@ def make_tiles(
     seed : int
     image : ndarray, optional
         Cut from this image instead of a generated one (it must be large enough).
+    axes : str, optional
+        The TIFF axis letters recorded in each file (e.g. ``"CYX"``: the leading axis is
+        channels); by default none (one leading axis reads as z).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -157,7 +161,12 @@ def make_tiles(
     for y, x in positions.values():  # the mosaic is 0 where no tile covers it
         truth[..., y : y + h, x : x + w] = image[..., y : y + h, x : x + w]
     for (r, c), tile in tiles.items():
-        tifffile.imwrite(directory / pattern.format(row=r, col=c), tile, photometric="minisblack")
+        tifffile.imwrite(
+            directory / pattern.format(row=r, col=c),
+            tile,
+            photometric="minisblack",
+            metadata={"axes": axes} if axes else {},
+        )
     csv_path = write_positions_csv(directory / "positions.csv", positions)
     return SyntheticTiles(
         directory=directory,

@@ -35,20 +35,25 @@ def create_output_file(
     codec: ChunkCodec,
     fmt: Format,
     meta: Metadata,
-) -> tuple[h5py.File, list[h5py.Dataset]]:
-    """A new HDF5 file holding the run's (empty) arrays, the format's metadata, and level 0
-    marked incomplete with the run header."""
+) -> tuple[h5py.File, list[list[h5py.Dataset]]]:
+    """A new HDF5 file holding the run's (empty) arrays (per array its datasets: one, or one
+    per plane of a split array), the format's metadata, and level 0 marked incomplete with
+    the run header."""
     f = h5py.File(path, "w", libver=LIBVER)
     try:
         fmt.prepare(f, arrays, meta)
         datasets = [
-            create_array(
-                f,
-                a,
-                codec,
-                fmt.level_attrs(arrays, meta) if k == 0 else {},
-                header if k == 0 else None,
-            )
+            [
+                create_array(
+                    f,
+                    a,
+                    codec,
+                    fmt.level_attrs(arrays, meta) if k == 0 and c == 0 else {},
+                    header if k == 0 and c == 0 else None,
+                    plane=c,
+                )
+                for c in range(a.planes)
+            ]
             for k, a in enumerate(arrays)
         ]
     except BaseException:
@@ -86,9 +91,8 @@ class ChunkFile:
 
     def write(self, unit: Unit, data: Any, mask: int, crc32: int) -> None:
         array, index = unit
-        self.datasets[array].id.write_direct_chunk(
-            self.arrays[array].offset(index), data, filter_mask=mask
-        )
+        plane, offset = self.arrays[array].target(index)
+        self.datasets[array][plane].id.write_direct_chunk(offset, data, filter_mask=mask)
         nbytes = memoryview(data).nbytes
         self.pending.append(ChunkRecord((array, tuple(int(i) for i in index)), nbytes, crc32, mask))
         self.pending_bytes += nbytes
@@ -150,7 +154,7 @@ class ChunkFile:
     def close_complete(self) -> None:
         """Commit, mark level 0 complete and close (the caller renames the file into place)."""
         self.commit()
-        self.datasets[0].attrs[COMPLETE_ATTR] = True
+        self.datasets[0][0].attrs[COMPLETE_ATTR] = True
         self.file.close()
 
     def abort(self) -> None:

@@ -174,17 +174,20 @@ def create_array(
     attrs: dict[str, Any],
     header: dict | None = None,
     shape: tuple[int, ...] | None = None,
+    plane: int = 0,
 ) -> h5py.Dataset:
-    """One chunked dataset of a run (``shape`` overrides the stored shape, for a shard).
+    """One chunked dataset of a run: plane ``plane`` of a split array; or, given ``shape``,
+    a shard's dataset of the whole array.
 
     Level 0 (given ``header``) is marked incomplete and carries the run header that
     ``resume`` checks.
     """
+    whole = shape is not None
     ds = file.create_dataset(
-        spec.name,
-        shape=spec.stored_shape if shape is None else shape,
+        spec.name if whole else spec.dataset_name(plane),
+        shape=shape if whole else spec.stored_shape,
         dtype=np.dtype(spec.dtype),
-        chunks=spec.stored_chunks,
+        chunks=spec.whole_chunks if whole else spec.stored_chunks,
         fillvalue=0,
         track_times=False,
         **codec.dataset_kwargs(),
@@ -207,6 +210,7 @@ def header_arrays(header: dict) -> list[ArraySpec]:
             tuple(a["chunks"]),
             int(a["level"]),
             int(a.get("pad", 0)),
+            bool(a.get("split", False)),
         )
         for a in header["arrays"]
     ]

@@ -26,6 +26,7 @@ class Metadata:
     pixel_size: float | None  # µm per pixel (Y and X); None: unknown
     attrs: dict[str, Any]  # lazystitch's own attributes (tiles, positions, config)
     dtype: str  # the mosaic's pixel type (a format may store it as another, bit for bit)
+    channels: tuple[str, ...] | None = None  # the first axis's channel names, if it is one
 
 
 class Format(Protocol):
@@ -41,8 +42,11 @@ class Format(Protocol):
         """Files written beside the data file once it is complete (e.g. an XML)."""
         ...
 
-    def check(self, shape: tuple[int, ...], dtype: np.dtype, codec: ChunkCodec) -> None:
-        """Refuse what the format cannot hold, naming why."""
+    def check(
+        self, shape: tuple[int, ...], dtype: np.dtype, codec: ChunkCodec, channels: int = 0
+    ) -> None:
+        """Refuse what the format cannot hold, naming why (``channels``: the size of the
+        mosaic's leading channel axis, 0 if it has none)."""
         ...
 
     def arrays(
@@ -51,6 +55,7 @@ class Format(Protocol):
         shapes: list[tuple[int, ...]],
         dtype: np.dtype,
         chunks: list[tuple[int, ...]],
+        channels: int = 0,
     ) -> list[ArraySpec]:
         """The run's arrays: one per pyramid level, where and how the file stores each."""
         ...

@@ -62,7 +62,9 @@ class BigDataViewer:
     def companions(self, out: Path) -> list[Path]:
         return [bdv_paths(out)[0]]
 
-    def check(self, shape: tuple[int, ...], dtype: np.dtype, codec: ChunkCodec) -> None:
+    def check(
+        self, shape: tuple[int, ...], dtype: np.dtype, codec: ChunkCodec, channels: int = 0
+    ) -> None:
         if codec.compression not in (Compression.none, Compression.gzip):
             raise ConfigError(
                 f"output.compression: the BigDataViewer format takes 'none' or 'gzip' only, "
@@ -73,10 +75,11 @@ class BigDataViewer:
                 f"the BigDataViewer format cannot store {np.dtype(dtype)} pixels; "
                 f"it stores {', '.join(sorted(_DATATYPES))}"
             )
-        if len(shape) not in (2, 3):
+        if len(shape) - (1 if channels else 0) not in (2, 3):
+            per = "channel" if channels else "mosaic"
             raise ConfigError(
-                f"the BigDataViewer format stores 2-D (y, x) or 3-D (z, y, x) mosaics, not a "
-                f"mosaic of shape {tuple(shape)}"
+                f"the BigDataViewer format stores 2-D (y, x) or 3-D (z, y, x) images (one setup "
+                f"per channel), not a {per} of shape {tuple(shape[1:] if channels else shape)}"
             )
 
     def arrays(
@@ -85,65 +88,79 @@ class BigDataViewer:
         shapes: list[tuple[int, ...]],
         dtype: np.dtype,
         chunks: list[tuple[int, ...]],
+        channels: int = 0,
     ) -> list[ArraySpec]:
         stored = "int16" if np.dtype(dtype) == np.uint16 else np.dtype(dtype).name
+        if channels and any(c[0] != 1 for c in chunks):
+            raise ConfigError(
+                f"output.chunks {chunks[0]}: the BigDataViewer format stores each channel as a "
+                "setup of its own, so chunks must be 1 deep along the channel axis"
+            )
+        name = "t00000/s{plane:02d}/%d/cells" if channels else "t00000/s00/%d/cells"
+        lead = 1 if channels else 0
         return [
-            ArraySpec(f"t00000/s00/{k}/cells", s, stored, c, k, pad=3 - len(s))
+            ArraySpec(name % k, s, stored, c, k, pad=3 - len(s) + lead, split=bool(channels))
             for k, (s, c) in enumerate(zip(shapes, chunks, strict=True))
         ]
 
     def prepare(self, file: h5py.File, arrays: list[ArraySpec], meta: Metadata) -> None:
-        setup = file.require_group("s00")
-        setup.create_dataset(
-            "resolutions",
-            data=np.array([[2.0**a.level, 2.0**a.level, 1.0] for a in arrays], dtype=np.float64),
-        )
-        setup.create_dataset(
-            "subdivisions",
-            data=np.array([a.stored_chunks[::-1] for a in arrays], dtype=np.int32),
-        )
-        if meta.dtype != "uint16":  # uint16: the legacy int16 view, which every BDV reads
-            setup.attrs["dataType"] = meta.dtype
+        for plane in range(arrays[0].planes):
+            setup = file.require_group(f"s{plane:02d}")
+            factors = [[2.0**a.level, 2.0**a.level, 1.0] for a in arrays]
+            setup.create_dataset("resolutions", data=np.array(factors, dtype=np.float64))
+            setup.create_dataset(
+                "subdivisions",
+                data=np.array([a.stored_chunks[::-1] for a in arrays], dtype=np.int32),
+            )
+            if meta.dtype != "uint16":  # uint16: the legacy int16 view, which every BDV reads
+                setup.attrs["dataType"] = meta.dtype
 
     def level_attrs(self, arrays: list[ArraySpec], meta: Metadata) -> dict[str, Any]:
         return {**meta.attrs, "pixel_size_um": pixel_size_attr(meta.pixel_size)}
 
     def xml(self, h5_name: str, arrays: list[ArraySpec], meta: Metadata) -> bytes:
-        """The SpimData XML of one view setup (the mosaic) at timepoint 0."""
+        """The SpimData XML at timepoint 0: one view setup for the mosaic, or one per channel
+        (named by the channels, with their own channel attribute)."""
         z, y, x = arrays[0].stored_shape
         known = meta.pixel_size is not None
         p = float(meta.pixel_size) if known else 1.0  # type: ignore[arg-type]
+        planes = arrays[0].planes
+        names = list(meta.channels or []) if planes > 1 else []
+        names = names if len(names) == planes else [str(c) for c in range(planes)]
         root = ET.Element("SpimData", version="0.2")
         _text(root, "BasePath", ".", type="relative")
         seq = ET.SubElement(root, "SequenceDescription")
         loader = ET.SubElement(seq, "ImageLoader", format="bdv.hdf5")
         _text(loader, "hdf5", h5_name, type="relative")
         setups = ET.SubElement(seq, "ViewSetups")
-        vs = ET.SubElement(setups, "ViewSetup")
-        _text(vs, "id", "0")
-        _text(vs, "name", "mosaic")
-        _text(vs, "size", _fmt((x, y, z)))
-        vox = ET.SubElement(vs, "voxelSize")
-        _text(vox, "unit", "µm" if known else "pixel")
-        _text(vox, "size", _fmt((p, p, p)))
-        attrs = ET.SubElement(vs, "attributes")
         kinds = ("illumination", "channel", "tile", "angle")
-        for kind in kinds:
-            _text(attrs, kind, "0")
+        for c in range(planes):
+            vs = ET.SubElement(setups, "ViewSetup")
+            _text(vs, "id", str(c))
+            _text(vs, "name", names[c] if planes > 1 else "mosaic")
+            _text(vs, "size", _fmt((x, y, z)))
+            vox = ET.SubElement(vs, "voxelSize")
+            _text(vox, "unit", "µm" if known else "pixel")
+            _text(vox, "size", _fmt((p, p, p)))
+            attrs = ET.SubElement(vs, "attributes")
+            for kind in kinds:
+                _text(attrs, kind, str(c) if kind == "channel" else "0")
         for kind in kinds:
             block = ET.SubElement(setups, "Attributes", name=kind)
-            entry = ET.SubElement(block, kind.capitalize())
-            _text(entry, "id", "0")
-            _text(entry, "name", "0")
+            for i in range(planes if kind == "channel" else 1):
+                entry = ET.SubElement(block, kind.capitalize())
+                _text(entry, "id", str(i))
+                _text(entry, "name", names[i] if kind == "channel" and planes > 1 else str(i))
         tps = ET.SubElement(seq, "Timepoints", type="range")
         _text(tps, "first", "0")
         _text(tps, "last", "0")
         regs = ET.SubElement(root, "ViewRegistrations")
-        reg = ET.SubElement(regs, "ViewRegistration", timepoint="0", setup="0")
-        vt = ET.SubElement(reg, "ViewTransform", type="affine")
-        _text(vt, "Name", "calibration")
-        affine = (p, 0.0, 0.0, 0.0, 0.0, p, 0.0, 0.0, 0.0, 0.0, p, 0.0)
-        _text(vt, "affine", _fmt(affine))
+        for c in range(planes):
+            reg = ET.SubElement(regs, "ViewRegistration", timepoint="0", setup=str(c))
+            vt = ET.SubElement(reg, "ViewTransform", type="affine")
+            _text(vt, "Name", "calibration")
+            affine = (p, 0.0, 0.0, 0.0, 0.0, p, 0.0, 0.0, 0.0, 0.0, p, 0.0)
+            _text(vt, "affine", _fmt(affine))
         ET.indent(root)
         return ET.tostring(root, encoding="UTF-8", xml_declaration=True) + b"\n"
 

@@ -40,7 +40,9 @@ class PlainHDF5:
     def companions(self, out: Path) -> list[Path]:
         return []
 
-    def check(self, shape: tuple[int, ...], dtype: np.dtype, codec: ChunkCodec) -> None:
+    def check(
+        self, shape: tuple[int, ...], dtype: np.dtype, codec: ChunkCodec, channels: int = 0
+    ) -> None:
         return None
 
     def arrays(
@@ -49,8 +51,9 @@ class PlainHDF5:
         shapes: list[tuple[int, ...]],
         dtype: np.dtype,
         chunks: list[tuple[int, ...]],
+        channels: int = 0,
     ) -> list[ArraySpec]:
-        return [
+        return [  # channels lead the one dataset: (C, Y, X)
             ArraySpec(level_name(dataset, k), s, str(np.dtype(dtype)), c, k)
             for k, (s, c) in enumerate(zip(shapes, chunks, strict=True))
         ]

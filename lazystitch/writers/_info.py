@@ -20,7 +20,7 @@ from lazystitch.writers._files import (
     missing_sources,
 )
 from lazystitch.writers._journal import read_journal
-from lazystitch.writers._plan import chunk_counts
+from lazystitch.writers._plan import ArraySpec, chunk_counts
 from lazystitch.writers._shards import RECORDS_ATTR
 
 __all__ = ["describe_output"]
@@ -95,7 +95,7 @@ def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
             run = json.loads(attrs[RUN_ATTR])
             info["format"] = run.get("layout", "hdf5")
             info["levels"] = [
-                {"name": a.name, "shape": list(a.shape), "chunks": list(a.chunks)}
+                {"name": _stored_names(a), "shape": list(a.shape), "chunks": list(a.chunks)}
                 for a in header_arrays(run)
             ] if "arrays" in run else []  # fmt: skip
             info["pixel_size_um"] = run.get("pixel_size")
@@ -190,3 +190,10 @@ def _shard_run_info(paths: OutputPaths) -> dict[str, Any]:
     info["chunks_written"] = written
     info["hint"] = "continue it with --resume, or start over with --overwrite"
     return info
+
+
+def _stored_names(spec: ArraySpec) -> str:
+    """Where an array is stored: its dataset, or the first and last of a split array's."""
+    if spec.planes == 1:
+        return spec.dataset_name(0)
+    return f"{spec.dataset_name(0)} .. {spec.dataset_name(spec.planes - 1)}"

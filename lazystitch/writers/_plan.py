@@ -48,6 +48,11 @@ class ArraySpec:
     (BigDataViewer stores uint16 as int16 with the same bits); the pixels are computed in the
     mosaic's dtype. ``pad`` leading axes of length 1 are added in the file (BigDataViewer
     stores a 2-D mosaic as z, y, x with z = 1); the chunks' bytes are the same.
+
+    With ``split``, each plane of the first axis (a channel; its chunks are 1 deep) is stored
+    as a dataset of its own, named ``name.format(plane=c)`` (BigDataViewer's one setup per
+    channel): the units, tasks and chunk bytes stay those of the whole array; only where a
+    chunk lands differs (:meth:`target`). Shard files hold the whole array (:meth:`offset`).
     """
 
     name: str
@@ -56,18 +61,41 @@ class ArraySpec:
     chunks: tuple[int, ...]
     level: int = 0
     pad: int = 0
+    split: bool = False
+
+    @property
+    def planes(self) -> int:
+        """How many datasets the array is stored as."""
+        return self.shape[0] if self.split else 1
+
+    def dataset_name(self, plane: int = 0) -> str:
+        return self.name.format(plane=plane) if self.split else self.name
 
     @property
     def stored_shape(self) -> tuple[int, ...]:
-        return (1,) * self.pad + self.shape
+        """The shape of each dataset the array is stored as."""
+        return (1,) * self.pad + (self.shape[1:] if self.split else self.shape)
 
     @property
     def stored_chunks(self) -> tuple[int, ...]:
+        return (1,) * self.pad + (self.chunks[1:] if self.split else self.chunks)
+
+    @property
+    def whole_chunks(self) -> tuple[int, ...]:
+        """The chunk shape of the whole (unsplit) array, as shard files store it."""
         return (1,) * self.pad + self.chunks
 
     def offset(self, index: ChunkIndex) -> tuple[int, ...]:
-        """The chunk's first pixel in the stored dataset (``write_direct_chunk``'s offset)."""
+        """The chunk's first pixel in the whole (unsplit) array as stored, padded."""
         return (0,) * self.pad + tuple(i * c for i, c in zip(index, self.chunks, strict=True))
+
+    def target(self, index: ChunkIndex) -> tuple[int, tuple[int, ...]]:
+        """Which of the array's datasets holds the chunk, and its offset there
+        (``write_direct_chunk``'s)."""
+        if not self.split:
+            return 0, self.offset(index)
+        rest = tuple(i * c for i, c in zip(index[1:], self.chunks[1:], strict=True))
+        return int(index[0]) * self.chunks[0], (0,) * self.pad + rest
 
     @property
     def counts(self) -> tuple[int, ...]:
@@ -100,6 +128,7 @@ class ArraySpec:
             "chunks": list(self.chunks),
             "level": self.level,
             "pad": self.pad,
+            **({"split": True} if self.split else {}),
         }
 
 
@@ -217,7 +246,7 @@ def run_header(
     header: dict[str, Any] = {
         "format": 2,
         "layout": layout,
-        "dataset": level0.name,
+        "dataset": level0.dataset_name(0),
         "shape": list(level0.shape),
         "dtype": level0.dtype,
         "chunks": list(level0.chunks),

@@ -63,16 +63,15 @@ def copy_verified(src: Path, src_journal: Path, dst: ChunkFile) -> set[Unit]:
     bad = 0
     try:
         with h5py.File(src, "r") as f:
-            datasets = [f[a.name] for a in dst.arrays]
+            datasets = [[f[a.dataset_name(c)] for c in range(a.planes)] for a in dst.arrays]
             for unit, rec in sorted(records.items()):
                 array, index = unit
                 if not 0 <= array < len(datasets):
                     bad += 1
                     continue
                 try:
-                    mask, data = datasets[array].id.read_direct_chunk(
-                        dst.arrays[array].offset(index)
-                    )
+                    plane, offset = dst.arrays[array].target(index)
+                    mask, data = datasets[array][plane].id.read_direct_chunk(offset)
                 except (OSError, KeyError, ValueError):
                     bad += 1
                     continue

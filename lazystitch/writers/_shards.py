@@ -243,7 +243,8 @@ def _assemble(
                     if (len(data), zlib.crc32(data), got_mask) != (nbytes, crc, mask):
                         bad = path
                         break
-                    ds.id.write_direct_chunk(offset, data, filter_mask=mask)
+                    plane, where = spec.target(glob)
+                    ds[plane].id.write_direct_chunk(where, data, filter_mask=mask)
                     copied += len(data)
             if bad is not None:  # removed, so that --resume computes it again
                 bad.unlink()
@@ -251,7 +252,7 @@ def _assemble(
                     f"chunk {glob} in shard {bad} does not verify (size, CRC-32 or filter mask "
                     "changed); the shard was removed, to be computed again"
                 )
-        datasets[0].attrs[COMPLETE_ATTR] = True
+        datasets[0][0].attrs[COMPLETE_ATTR] = True
     return copied
 
 

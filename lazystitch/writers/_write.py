@@ -115,13 +115,15 @@ def plan_arrays(
     dtype: np.dtype,
     chunks: tuple[int, ...],
     levels: int | str | None,
+    channels: int = 0,
 ) -> list[ArraySpec]:
     """The run's arrays: the mosaic and its pyramid levels, each chunked like level 0
-    (clipped to its shape), laid out by the format."""
+    (clipped to its shape), laid out by the format (``channels``: the size of a leading
+    channel axis, 0 if there is none)."""
     n = level_count(shape, chunks, levels)
     shapes = level_shapes(shape, n)
     level_chunks = [tuple(min(c, s) for c, s in zip(chunks, sh, strict=True)) for sh in shapes]
-    return fmt.arrays(dataset, shapes, dtype, level_chunks)
+    return fmt.arrays(dataset, shapes, dtype, level_chunks, channels=channels)
 
 
 def write_hdf5(
@@ -144,6 +146,7 @@ def write_hdf5(
     levels: int | str | None = "auto",
     format: str | None = None,
     pixel_size: float | None = None,
+    channels: Sequence[str] | None = None,
 ) -> WriteResult:
     """Compute ``mosaic`` and its pyramid and store them in ``path``.
 
@@ -200,6 +203,9 @@ def write_hdf5(
         Default: ``bdv`` for a path ending ``.xml``, else ``hdf5``.
     pixel_size : float, optional
         µm per pixel (Y and X), recorded in the metadata (unknown if None).
+    channels : sequence of str, optional
+        Names of the channels along the mosaic's first axis, if it is one: the
+        BigDataViewer format stores each as a setup of its own, under its name.
 
     Returns
     -------
@@ -228,7 +234,8 @@ def write_hdf5(
     codec = codec if isinstance(codec, ChunkCodec) else ChunkCodec.parse(codec)
     mode = WriteMode(mode)
     fmt = output_format(path, format)
-    fmt.check(tuple(mosaic.shape), mosaic.dtype, codec)
+    n_channels = len(channels) if channels else 0
+    fmt.check(tuple(mosaic.shape), mosaic.dtype, codec, channels=n_channels)
     out = Path(path)
     data_path = fmt.data_path(out)
     inputs_ = [Path(p) for p in inputs]
@@ -238,7 +245,14 @@ def write_hdf5(
     paths = check_output(data_path, overwrite=overwrite, resume=resume, inputs=inputs_)
     chunks = storage_chunks(tuple(mosaic.shape), chunks)
     check_chunk_count(tuple(mosaic.shape), chunks, mosaic.dtype.itemsize)
-    arrays = plan_arrays(fmt, dataset, tuple(mosaic.shape), mosaic.dtype, chunks, levels)
+    arrays = plan_arrays(
+        fmt, dataset, tuple(mosaic.shape), mosaic.dtype, chunks, levels, channels=n_channels
+    )
+    if mode is WriteMode.virtual and any(a.split for a in arrays):
+        raise ConfigError(
+            f"output.write_mode: virtual cannot store the {fmt.name} format's channels as "
+            "datasets of their own; use single or shards"
+        )
     shard = None if mode is WriteMode.single else shard_shape(mosaic.ndim, shard)
     header = run_header(
         arrays,
@@ -248,13 +262,15 @@ def write_hdf5(
         shard=shard,
         pixel_size=pixel_size,
     )
-    meta = Metadata(pixel_size, attrs or {}, str(mosaic.dtype))
+    meta = Metadata(
+        pixel_size, attrs or {}, str(mosaic.dtype), tuple(channels) if channels else None
+    )
     total = sum(a.n_chunks for a in arrays)
 
     def result(written: int, skipped: int) -> WriteResult:
         return WriteResult(
             paths.final,
-            arrays[0].name,
+            arrays[0].dataset_name(0),
             tuple(mosaic.shape),
             str(mosaic.dtype),
             chunks,

@@ -2,6 +2,7 @@
 with the positions found, channel names in the output."""
 
 import csv
+import xml.etree.ElementTree as ET
 
 import h5py
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import skimage.data
 import tifffile
 
-from lazystitch.testing import make_registration_tiles, reference_stitch
+from lazystitch.testing import make_registration_tiles, reference_stitch, write_positions_csv
 
 from ..test_cli import one_line_error, run
 
@@ -95,11 +96,18 @@ def test_the_noise_channel_does_not_register_and_an_unknown_channel_is_named(tmp
     assert "no channel axis" in line
 
 
-def test_bdv_output_of_channels_is_refused_before_any_work(tmp_path, acquisition):
+def test_a_bdv_output_has_a_setup_per_named_channel(tmp_path, acquisition):
     s, three, _ = acquisition
-    line = one_line_error(run("stitch", "--tiles", three, *_grid(s), "--out", tmp_path / "m.xml"))
-    assert "channel" in line and "--format hdf5" in line
-    assert not (tmp_path / "m.xml").exists() and not (tmp_path / "m.h5").exists()
+    h5, xml = tmp_path / "m.h5", tmp_path / "b.xml"
+    positions = write_positions_csv(tmp_path / "p.csv", s.true_positions)
+    for out in (h5, xml):
+        proc = run("stitch", "--tiles", three, "--positions", positions, "--out", out)
+        assert proc.returncode == 0, proc.stderr
+    with h5py.File(h5) as a, h5py.File(tmp_path / "b.h5") as b:
+        for c in range(3):
+            stored = b[f"t00000/s{c:02d}/0/cells"][0].view(np.uint16)
+            np.testing.assert_array_equal(stored, a["mosaic"][c])
+    assert [e.text for e in ET.parse(xml).getroot().iter("name")][:3] == NAMES
 
 
 def test_channels_in_separate_files_are_stacked_by_a_channel_field(tmp_path, acquisition):

@@ -98,3 +98,35 @@ def test_bdv_never_overwrites_an_xml_it_was_not_asked_to(tmp_path, client):
     assert (tmp_path / "m.xml").read_text() == "<mine/>" and not (tmp_path / "m.h5").exists()
     write_hdf5(mosaic, tmp_path / "m.xml", overwrite=True)
     assert ET.parse(tmp_path / "m.xml").getroot().tag == "SpimData"
+
+
+def test_bdv_channels_are_one_setup_each_with_their_names(oracle_pyramid, tmp_path, client):
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 65536, size=(3, 150, 131), dtype=np.uint16)
+    out = tmp_path / "c.xml"
+    write_hdf5(da.from_array(data, chunks=(1, 64, 64)), out, chunks=(32, 32), pixel_size=0.5,
+               channels=["DAPI", "GFP", "RFP"])  # fmt: skip
+    h5 = tmp_path / "c.h5"
+    # pybdv sees three setups of (1, 150, 131), each with the pixel size
+    for c in range(3):
+        assert bdv_meta.get_size(str(out), c) == (1, 150, 131)
+        assert bdv_meta.get_resolution(str(out), c) == [0.5, 0.5, 0.5]
+    root = ET.parse(out).getroot()
+    setups = root.findall("SequenceDescription/ViewSetups/ViewSetup")
+    assert [s.findtext("name") for s in setups] == ["DAPI", "GFP", "RFP"]
+    assert [s.findtext("attributes/channel") for s in setups] == ["0", "1", "2"]
+    channels = root.findall("SequenceDescription/ViewSetups/Attributes[@name='channel']/Channel")
+    assert [c.findtext("name") for c in channels] == ["DAPI", "GFP", "RFP"]
+    assert len(root.findall("ViewRegistrations/ViewRegistration")) == 3
+    with h5py.File(h5, "r") as f:
+        for c in range(3):
+            want = oracle_pyramid(data[c], (32, 32))
+            assert bdv_util.get_number_of_scales(str(h5), 0, c) == len(want) > 2
+            for k, ref in enumerate(want):
+                ds = f[bdv_util.get_key(True, 0, c, k)]
+                assert ds.shape == (1, *ref.shape)
+                np.testing.assert_array_equal(ds[0].view(np.uint16), ref, err_msg=f"{c}/{k}")
+    assert describe_output(h5)["state"] == "complete"
+    with pytest.raises(ConfigError, match="virtual"):
+        write_hdf5(da.from_array(data, chunks=(1, 64, 64)), tmp_path / "v.xml", mode="virtual",
+                   channels=["a", "b", "c"])  # fmt: skip
