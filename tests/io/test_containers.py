@@ -111,3 +111,15 @@ def test_turned_stage_axes_in_the_metadata_are_caught_and_named(tmp_path, turn, 
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "b.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 9
+
+
+def test_a_series_of_another_shape_is_named(tmp_path, synthetic):
+    s = synthetic
+    tiles = dict(s.tiles)
+    odd = sorted(tiles)[5]
+    tiles[odd] = tiles[odd][:-4]  # four rows short
+    um = {k: (y * PX_UM, x * PX_UM) for k, (y, x) in s.positions.items()}
+    _multi_series(tmp_path / "scan.ome.tif", tiles, um)
+    line = one_line_error(run("stitch", "--tiles", f"{tmp_path / 'scan.ome.tif'}:*",
+                              "--positions", "metadata", "--out", tmp_path / "m.h5"))  # fmt: skip
+    assert "scan.ome.tif series 5" in line and "(60, 80)" in line and "(64, 80)" in line
