@@ -27,6 +27,7 @@ import dask
 import numpy as np
 
 from lazystitch._typing import TileKey
+from lazystitch.io._correct import Correction
 from lazystitch.io._source import RegionReader
 from lazystitch.io._tiles import TileSet
 
@@ -56,14 +57,16 @@ def estimate_flatfield(
     ``(C, Y, X)`` when the tiles have a channel axis; mean 1 per channel.
 
     From the overlaps of neighbouring tiles when ``layout`` has any, else from the median of
-    a sample of tiles. Tiles are read raw (uncorrected), on the active Client if there is one.
+    a sample of tiles. Tiles are read raw (only a dark-field subtracted, if the tiles have
+    one), on the active Client if there is one.
 
     Raises
     ------
     ValueError
         If fewer than 3 tiles hold any signal (a falloff cannot be told from the specimen).
     """
-    raw = tiles.corrected(None)
+    dark = tiles.correction.darkfield if tiles.correction is not None else None
+    raw = tiles.corrected(None if dark is None else Correction(tiles.sources_dtype, darkfield=dark))
     if layout is not None:
         pairs = _overlaps(layout, sample * 2)
         if pairs:

@@ -236,3 +236,23 @@ def test_a_profile_of_another_shape_is_one_line(tmp_path):
     line = one_line_error(run(*_stitch_args(s, tmp_path / "m.h5", "--flatfield",
                                             tmp_path / "none.tif")))  # fmt: skip
     assert "none.tif" in line and "not a file" in line
+
+
+def test_the_estimate_subtracts_a_given_darkfield_first(tmp_path):
+    clean, _, vignetted, _ = _vignetted(tmp_path, grid=(3, 3))
+    folder = tmp_path / "dark"
+    folder.mkdir()
+    offset = np.full(clean.tile_yx, 12000, np.float32)  # a camera offset, half the mean signal
+    for (r, c), t in vignetted.items():
+        tifffile.imwrite(folder / f"t_{r}_{c}.tif", (t + offset).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "offset.tif", offset)
+    out = tmp_path / "m.h5"
+    proc = run("stitch", "--tiles", folder / "t_{row}_{col}.tif", "--positions",
+               clean.positions_csv, "--darkfield", tmp_path / "offset.tif", "--flatfield",
+               "estimate", "--out", out, "--workers", "2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    estimate = tifffile.imread(tmp_path / "m.flatfield.tif")
+    before = _mismatch(vignetted, clean.positions, clean.tile_yx)
+    after = _mismatch({k: _divide(t, estimate) for k, t in vignetted.items()}, clean.positions,
+                      clean.tile_yx)  # fmt: skip
+    assert before > 3 * after, (before, after)
