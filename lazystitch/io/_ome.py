@@ -3,6 +3,7 @@ stage position, in micrometres (read with ome-types, imported only for OME files
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from lazystitch._typing import Shape
@@ -29,15 +30,22 @@ def _um(value: float | None, unit: Any) -> float | None:
     return None if factor is None else float(value) * factor
 
 
+@functools.lru_cache(maxsize=4)
+def _parsed(xml: str) -> Any:
+    """The OME model of an OME-XML, parsed once: a multi-series file gives every series the
+    same XML (ome-types takes ~6 ms a parse; N series would parse it N times)."""
+    from ome_types import from_xml
+
+    return from_xml(xml)
+
+
 def ome_metadata(xml: str, axes: str, shape: Shape, where: str, image: int = 0) -> dict[str, Any]:
     """``pixel_size``, ``position`` and ``channels`` for :class:`~lazystitch.io.TileSource`
     from the OME-XML of a tile file, of its ``image``-th Image (a multi-series file's series
     in order; each left out when the XML does not give it in physical units). The position is
     the first plane's (``Plane`` PositionX/Y/Z), else the image's ``StageLabel``."""
     try:
-        from ome_types import from_xml
-
-        ome = from_xml(xml)
+        ome = _parsed(xml)
     except Exception as exc:
         raise TileError(f"tile file {where} has OME-XML that cannot be parsed: {exc}") from None
     if len(ome.images) <= image:
