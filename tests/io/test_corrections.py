@@ -148,6 +148,14 @@ def _mismatch(tiles, positions, tile_yx):
     return float(np.mean(diffs))
 
 
+def _seams(clean, vignetted, estimate):
+    """The overlap mismatch of the vignetted tiles, and of the same tiles divided by the
+    estimate, measured at their true positions."""
+    before = _mismatch(vignetted, clean.positions, clean.tile_yx)
+    corrected = {k: _divide(t, estimate) for k, t in vignetted.items()}
+    return before, _mismatch(corrected, clean.positions, clean.tile_yx)
+
+
 def _divide(tile, profile):
     value = tile.astype(np.float32) / np.maximum(profile.astype(np.float32), 1e-6)
     return np.clip(np.rint(value), 0, 65535).astype(np.uint16)
@@ -191,10 +199,7 @@ def test_an_estimate_from_positions_some_px_off_still_cuts_the_seams(tmp_path):
     proc = run("stitch", "--tiles", pattern, "--grid", "3x4", "--overlap", "24,28",
                "--flatfield", "estimate", "--out", out, "--workers", "2")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    estimate = tifffile.imread(tmp_path / "m.flatfield.tif")
-    before = _mismatch(vignetted, clean.positions, clean.tile_yx)
-    after = _mismatch({k: _divide(t, estimate) for k, t in vignetted.items()}, clean.positions,
-                      clean.tile_yx)  # fmt: skip
+    before, after = _seams(clean, vignetted, tifffile.imread(tmp_path / "m.flatfield.tif"))
     assert before > 3 * after, (before, after)
 
 
@@ -251,8 +256,5 @@ def test_the_estimate_subtracts_a_given_darkfield_first(tmp_path):
                clean.positions_csv, "--darkfield", tmp_path / "offset.tif", "--flatfield",
                "estimate", "--out", out, "--workers", "2")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    estimate = tifffile.imread(tmp_path / "m.flatfield.tif")
-    before = _mismatch(vignetted, clean.positions, clean.tile_yx)
-    after = _mismatch({k: _divide(t, estimate) for k, t in vignetted.items()}, clean.positions,
-                      clean.tile_yx)  # fmt: skip
+    before, after = _seams(clean, vignetted, tifffile.imread(tmp_path / "m.flatfield.tif"))
     assert before > 3 * after, (before, after)
