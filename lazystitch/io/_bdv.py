@@ -27,14 +27,15 @@ import numpy as np
 
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
-from lazystitch.io._source import TileSource, Window
+from lazystitch.io._ome import UM_PER
+from lazystitch.io._source import TileSource, Window, split_numbered
 from lazystitch.io._tiff import reading
 from lazystitch.io._zarr import NGFF_UM
 
 __all__ = ["BdvReader", "bdv_locations", "bdv_source", "split_bdv"]
 
-_XML = re.compile(r"^(?P<file>.+\.xml):(?P<tile>[0-9]+)$", re.I)
-_UNIT_UM = {**NGFF_UM, "µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "micron": 1.0}
+_UNIT_UM = {**NGFF_UM, **UM_PER, "um": 1.0, "micron": 1.0}
+"""Micrometres per voxel-size unit: BDV's unit is free text (OME's symbols, UDUNITS names)."""
 
 
 def split_bdv(location: str | os.PathLike) -> tuple[Path, int] | None:
@@ -45,8 +46,7 @@ def split_bdv(location: str | os.PathLike) -> tuple[Path, int] | None:
     >>> split_bdv("proj/dataset.xml:2")
     (PosixPath('proj/dataset.xml'), 2)
     """
-    m = _XML.match(os.fspath(location))
-    return None if m is None else (Path(m["file"]), int(m["tile"]))
+    return split_numbered(location, (".xml",))
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ __all__ = ["Corrected", "Correction", "OneChannel", "Profile", "hook_name", "imp
 class Profile:
     """A flat- or dark-field profile: ``(Y, X)`` for every channel, or ``(C, Y, X)``.
 
-    Held as an array (``array``) or read from a TIFF (``path``) on first use in each process:
-    a task that crosses processes carries the path, not the pixels."""
+    Held as an array (``array``, from the API or an estimate with nowhere to be saved) or
+    read from a TIFF (``path``) on first use in each process: a profile from a file crosses
+    processes as its path, not its pixels."""
 
     path: str | None = None
     array: np.ndarray | None = None
@@ -63,10 +64,6 @@ class Profile:
             return self.array
         assert self.path is not None
         return _load(self.path, os.stat(self.path).st_mtime_ns)
-
-    def __reduce__(self) -> tuple[Any, ...]:  # a file's profile crosses processes as its path
-        held = self.array if self.path is None else None
-        return (Profile, (self.path, held, self.identity))
 
 
 @functools.lru_cache(maxsize=8)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,12 +23,10 @@ import numpy as np
 
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
-from lazystitch.io._source import TileSource, Window
+from lazystitch.io._source import TileSource, Window, split_numbered
 from lazystitch.io._tiff import reading
 
 __all__ = ["CziReader", "czi_locations", "czi_source", "split_czi"]
-
-_CZI = re.compile(r"^(?P<file>.+\.czi)(?::(?P<tile>[0-9]+))?$", re.I)
 
 
 def split_czi(location: str | os.PathLike) -> tuple[Path, int] | None:
@@ -42,10 +39,7 @@ def split_czi(location: str | os.PathLike) -> tuple[Path, int] | None:
     >>> split_czi("scan.czi") is None, split_czi("t.tif:1") is None
     (True, True)
     """
-    m = _CZI.match(os.fspath(location))
-    if m is None or m["tile"] is None:
-        return None
-    return Path(m["file"]), int(m["tile"])
+    return split_numbered(location, (".czi",))
 
 
 def _czifile() -> Any:

@@ -16,10 +16,13 @@ import re
 from pathlib import Path
 
 from lazystitch.errors import ConfigError, TileError, TileNotFoundError
+from lazystitch.io._hdf5 import split_container
+from lazystitch.io._source import split_numbered
+from lazystitch.io._zarr import _zarr, split_zarr
 
 __all__ = ["is_members", "list_members", "split_series"]
 
-_SERIES = re.compile(r"^(?P<file>.+\.(?:tiff?|btf|tf8))(?::(?P<series>[0-9]+))$", re.I)
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 
 
 def is_members(pattern: str) -> bool:
@@ -46,8 +49,7 @@ def split_series(location: str | os.PathLike) -> tuple[Path, int] | None:
     >>> split_series("scan.ome.tif") is None
     True
     """
-    m = _SERIES.match(os.fspath(location))
-    return None if m is None else (Path(m["file"]), int(m["series"]))
+    return split_numbered(location, TIFF_SUFFIXES)
 
 
 def _natural(name: str) -> list:
@@ -73,13 +75,13 @@ def list_members(pattern: str) -> list[str]:
         from lazystitch.io._czi import czi_locations
 
         found = czi_locations(container)
-    elif pattern.endswith(":*") and _SERIES.match(container + ":0"):
+    elif pattern.endswith(":*") and container.lower().endswith(TIFF_SUFFIXES):
         found = _tiff_series(Path(container))
-    elif ":" in container and re.search(r"\.(h5|hdf5|hdf|he5|nxs):", container, re.I):
-        file, group = container.split(":", 1)
-        found = [f"{file}:{group.rstrip('/')}/{n}" for n in _h5_datasets(Path(file), group)]
-    elif re.search(r"\.zarr(/|$)", container, re.I):
-        found = [f"{container}/{n}" for n in _zarr_arrays(container)]
+    elif (in_h5 := split_container(pattern[:-1])) is not None:
+        file, group = in_h5
+        found = [f"{file}:{group.rstrip('/')}/{n}" for n in _h5_datasets(file, group)]
+    elif (in_zarr := split_zarr(container)) is not None:
+        found = [f"{container}/{n}" for n in _zarr_arrays(*in_zarr)]
     else:
         raise ConfigError(
             f"tiles.pattern {pattern!r}: '*' takes every member of a container: "
@@ -118,15 +120,12 @@ def _h5_datasets(path: Path, group: str) -> list[str]:
         raise TileError(f"tile file {path} is not a readable HDF5 file: {exc}") from None
 
 
-def _zarr_arrays(container: str) -> list[str]:
-    from lazystitch.io._zarr import _zarr, split_zarr
-
-    store, inner = split_zarr(container) or (Path(container), "")
+def _zarr_arrays(store: Path, inner: str) -> list[str]:
     if not store.exists():
         raise TileNotFoundError(f"tile store {store} does not exist")
     zarr = _zarr()
     try:
         node = zarr.open_group(str(store), path=inner or None, mode="r")
     except Exception as exc:
-        raise TileError(f"tile store {container} has no readable group: {exc}") from None
+        raise TileError(f"tile store {store}/{inner} has no readable group: {exc}") from None
     return sorted(node.array_keys(), key=_natural)

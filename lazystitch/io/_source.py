@@ -11,6 +11,7 @@ needs inside the task, so it crosses processes and machines.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "WindowReader",
     "check_axes",
     "region_reader",
+    "split_numbered",
 ]
 
 Window = tuple[slice, slice]
@@ -53,6 +55,25 @@ class WindowReader(Protocol):
         With ``view`` the pixels may be a read-only view (of a mapped file, of a held array);
         without it they are the caller's own array."""
         ...
+
+
+def split_numbered(
+    location: str | os.PathLike, suffixes: tuple[str, ...]
+) -> tuple[Path, int] | None:
+    """``(file, N)`` for a location ``FILE:N`` naming the N-th tile (an image series, a CZI
+    tile, a BigDataViewer tile) of a file whose name ends in one of ``suffixes``.
+
+    Examples
+    --------
+    >>> split_numbered("scan.ome.tif:3", (".tif", ".tiff"))
+    (PosixPath('scan.ome.tif'), 3)
+    >>> split_numbered("scan.ome.tif", (".tif",)) is None, split_numbered("t.h5:1", (".tif",))
+    (True, None)
+    """
+    file, sep, number = os.fspath(location).rpartition(":")
+    if not sep or not number.isdigit() or not file.lower().endswith(suffixes):
+        return None
+    return Path(file), int(number)
 
 
 def check_axes(axes: str, ndim: int, where: str) -> str:
