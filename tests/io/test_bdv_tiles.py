@@ -16,8 +16,11 @@ PX_UM = 0.5
 
 
 def _bigstitcher(path, tiles, positions, channels=1):
-    """One setup per tile and channel; each view a registration translation (world units =
-    pixels) before the calibration, as BigStitcher saves them."""
+    """One setup per tile and channel; each view a registration translation before the
+    calibration, as BigStitcher saves them. The voxels are 0.5 µm in x, y and 0.25 µm in z,
+    so the calibration scales x, y by 2 (world units are the smallest voxel side) and the
+    translation is in those units: composed in the wrong order, every tile lands at twice
+    its place."""
     setup = 0
     for t, key in enumerate(sorted(tiles)):
         y, x = positions[key]
@@ -25,11 +28,11 @@ def _bigstitcher(path, tiles, positions, channels=1):
             data = tiles[key] if c == 0 else (65535 - tiles[key])
             pybdv.make_bdv(
                 data[None], str(path.with_suffix(".h5")), setup_id=setup,
-                resolution=[1.0, PX_UM, PX_UM], unit="micrometer",
-                affine={"registration": [1.0, 0.0, 0.0, float(x), 0.0, 1.0, 0.0, float(y),
+                resolution=[PX_UM / 2, PX_UM, PX_UM], unit="micrometer",
+                affine={"registration": [1.0, 0.0, 0.0, 2.0 * x, 0.0, 1.0, 0.0, 2.0 * y,
                                          0.0, 0.0, 1.0, 0.0],
-                        "calibration": [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0,
-                                        0.0, 0.0, 2.0, 0.0]},
+                        "calibration": [2.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0,
+                                        0.0, 0.0, 1.0, 0.0]},
                 attributes={"channel": {"id": c}, "tile": {"id": t},
                             "illumination": {"id": 0}, "angle": {"id": 0}},
             )  # fmt: skip

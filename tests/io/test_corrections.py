@@ -193,14 +193,15 @@ def test_a_darkfield_is_subtracted_before_the_division(tmp_path):
 
 
 def test_an_estimate_from_positions_some_px_off_still_cuts_the_seams(tmp_path):
-    # a 3 x 4 grid whose tiles sit up to 5 px off the nominal grid the estimate starts from
+    # a 3 x 4 grid whose tiles sit up to 5 px off the nominal grid the estimate starts from:
+    # its overlaps are aligned first (14x here; compared where the grid puts them, ~4x)
     clean, pattern, vignetted, _ = _vignetted(tmp_path, grid=(3, 4), overlap=(24, 28), jitter=5)
     out = tmp_path / "m.h5"
     proc = run("stitch", "--tiles", pattern, "--grid", "3x4", "--overlap", "24,28",
                "--flatfield", "estimate", "--out", out, "--workers", "2")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     before, after = _seams(clean, vignetted, tifffile.imread(tmp_path / "m.flatfield.tif"))
-    assert before > 3 * after, (before, after)
+    assert before > 8 * after, (before, after)  # unaligned overlaps gave ~4x
 
 
 @pytest.mark.slow
