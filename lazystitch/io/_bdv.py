@@ -28,7 +28,7 @@ import numpy as np
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
 from lazystitch.io._ome import UM_PER
-from lazystitch.io._source import TileSource, Window, split_numbered
+from lazystitch.io._source import TileSource, Window, split_numbered, stat_tile
 from lazystitch.io._tiff import reading
 from lazystitch.io._zarr import NGFF_UM
 
@@ -136,11 +136,7 @@ def _first_timepoint(root: ET.Element) -> int:
 
 
 def _scan(path: Path) -> tuple[Path, list[list[_Setup]], dict[int, str], int]:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise TileNotFoundError(f"tile file {path} does not exist") from None
-    return _parse(str(path), st.st_mtime_ns)
+    return _parse(str(path), stat_tile(path).st_mtime_ns)
 
 
 def bdv_locations(path: str | os.PathLike) -> list[str]:

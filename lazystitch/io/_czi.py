@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from lazystitch._typing import Shape
-from lazystitch.errors import TileError, TileNotFoundError
-from lazystitch.io._source import TileSource, Window, split_numbered
+from lazystitch.errors import TileError
+from lazystitch.io._source import TileSource, Window, split_numbered, stat_tile
 from lazystitch.io._tiff import reading
 
 __all__ = ["CziReader", "czi_locations", "czi_source", "split_czi"]
@@ -112,18 +112,15 @@ def _metadata(xml: str) -> dict[str, Any]:
     return {"size_um": size, "channels": names}
 
 
-def _scanned(p: Path) -> tuple[list[_Tile], np.dtype, dict[str, Any]]:
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise TileNotFoundError(f"tile file {p} does not exist") from None
-    return _scan(str(p), st.st_mtime_ns)
+def _scanned(p: Path) -> tuple[os.stat_result, list[_Tile], np.dtype, dict[str, Any]]:
+    st = stat_tile(p)
+    return (st, *_scan(str(p), st.st_mtime_ns))
 
 
 def czi_locations(path: str | os.PathLike) -> list[str]:
     """``FILE.czi:N`` for each tile of a CZI, in scene and mosaic order."""
     p = Path(path)
-    return [f"{p}:{i}" for i in range(len(_scanned(p)[0]))]
+    return [f"{p}:{i}" for i in range(len(_scanned(p)[1]))]
 
 
 @dataclass(frozen=True)
@@ -151,8 +148,7 @@ class CziReader:
 def czi_source(path: str | os.PathLike, tile: int) -> TileSource:
     """The :class:`~lazystitch.io.TileSource` of tile ``tile`` of a CZI (metadata only)."""
     p = Path(path)
-    tiles, dtype, meta = _scanned(p)
-    st = p.stat()
+    st, tiles, dtype, meta = _scanned(p)
     if not 0 <= tile < len(tiles):
         raise TileError(f"tile file {p} holds {len(tiles)} tiles; there is no tile {tile}")
     t = tiles[tile]

@@ -19,7 +19,7 @@ import numpy as np
 
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
-from lazystitch.io._source import DEFAULT_AXES, TileSource, Window, check_axes
+from lazystitch.io._source import DEFAULT_AXES, TileSource, Window, check_axes, stat_tile
 
 __all__ = ["H5Reader", "hdf5_source", "split_container"]
 
@@ -91,10 +91,7 @@ def hdf5_source(file: str | os.PathLike, dataset: str) -> TileSource:
 
     path = Path(file)
     where = f"{path}:{dataset}"
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise TileNotFoundError(f"tile file {path} does not exist (tile {where})") from None
+    st = stat_tile(path, where)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

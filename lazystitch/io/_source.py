@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from lazystitch._typing import Shape
-from lazystitch.errors import TileError
+from lazystitch.errors import TileError, TileNotFoundError
 
 __all__ = [
     "AXES",
@@ -33,6 +33,7 @@ __all__ = [
     "check_axes",
     "region_reader",
     "split_numbered",
+    "stat_tile",
 ]
 
 Window = tuple[slice, slice]
@@ -74,6 +75,15 @@ def split_numbered(
     if not sep or not number.isdigit() or not file.lower().endswith(suffixes):
         return None
     return Path(file), int(number)
+
+
+def stat_tile(path: Path, tile: str | None = None) -> os.stat_result:
+    """``path``'s stat, or a :class:`TileNotFoundError` naming it (and the tile in it)."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        inside = f" (tile {tile})" if tile else ""
+        raise TileNotFoundError(f"tile file {path} does not exist{inside}") from None
 
 
 def check_axes(axes: str, ndim: int, where: str) -> str:

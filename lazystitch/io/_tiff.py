@@ -15,7 +15,7 @@ import tifffile
 from lazystitch._typing import Shape
 from lazystitch.errors import TileError, TileNotFoundError
 from lazystitch.io._ome import ome_metadata
-from lazystitch.io._source import TileSource, check_axes
+from lazystitch.io._source import TileSource, check_axes, stat_tile
 
 __all__ = ["TiffFiles", "TiffHeader", "TiffReader", "read_tiff", "tiff_header", "tiff_source"]
 
@@ -133,10 +133,7 @@ def tiff_header(path: str | os.PathLike, series: int = 0) -> TiffHeader:
         whose last two axes are Y, X.
     """
     path = Path(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise TileNotFoundError(f"tile file {path} does not exist") from None
+    st = stat_tile(path)
     if not path.is_file():
         raise TileError(f"tile file {path} is not a regular file")
     try:

@@ -2,7 +2,6 @@
 independent writer) placed by their registered transforms, channels stacked, uint16 above
 32767 intact."""
 
-import h5py
 import numpy as np
 import pybdv
 import pytest
@@ -11,6 +10,7 @@ from lazystitch.io import discover_keys, open_tiles_pattern
 from lazystitch.testing import check_tile_set, make_tiles, reference_stitch
 
 from ..test_cli import _read, one_line_error, run
+from ._by_metadata import stitch_by_metadata
 
 PX_UM = 0.5
 
@@ -55,13 +55,8 @@ def test_a_bigstitcher_dataset_is_fused_at_its_registered_positions(tmp_path, sy
     by_order = {(0, i): s.tiles[k] for i, k in enumerate(sorted(s.tiles))}
     check_tile_set(tiles, expected=by_order)
     assert tiles.pixel_size_yx == (PX_UM, PX_UM) and tiles.dtype == np.uint16
-    out = tmp_path / "m.h5"
-    proc = run("stitch", "--tiles", xml, "--positions", "metadata", "--out", out,
-               "--workers", "2")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    np.testing.assert_array_equal(_read(out), reference_stitch(s.tiles, s.positions))
-    with h5py.File(out) as f:
-        assert np.allclose(f["mosaic"].attrs["pixel_size_um"], PX_UM)
+    want = reference_stitch(s.tiles, s.positions)
+    stitch_by_metadata(xml, tmp_path / "m.h5", want, PX_UM)
 
 
 def test_the_channels_of_a_tile_are_its_setups_in_channel_order(tmp_path, synthetic):

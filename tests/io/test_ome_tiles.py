@@ -1,7 +1,6 @@
 """OME-TIFF tiles: pixel size, channel names and stage positions from their OME-XML, and a
 mosaic placed by the stage positions alone (--positions metadata)."""
 
-import h5py
 import numpy as np
 import pytest
 import tifffile
@@ -10,6 +9,7 @@ from lazystitch.io import tiff_source
 from lazystitch.testing import make_tiles, reference_stitch
 
 from ..test_cli import _read, one_line_error, run
+from ._by_metadata import stitch_by_metadata
 
 PX_UM = 0.325
 
@@ -47,15 +47,8 @@ def acquisition(tmp_path):
 
 def test_stage_positions_in_um_place_the_tiles_exactly(tmp_path, acquisition):
     s, folder = acquisition
-    out = tmp_path / "m.h5"
-    proc = run(
-        "stitch", "--tiles", folder / "Pos{index:03d}.ome.tif", "--positions", "metadata",
-        "--out", out, "--workers", "1",
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    np.testing.assert_array_equal(_read(out), reference_stitch(s.tiles, s.positions, "linear"))
-    with h5py.File(out) as f:  # the pixel size came from the files
-        assert np.allclose(f["mosaic"].attrs["pixel_size_um"], PX_UM)
+    want = reference_stitch(s.tiles, s.positions, "linear")  # the pixel size from the files
+    stitch_by_metadata(folder / "Pos{index:03d}.ome.tif", tmp_path / "m.h5", want, PX_UM, 1)
 
 
 def test_a_positions_csv_in_um_matches_one_in_pixels(tmp_path, acquisition):

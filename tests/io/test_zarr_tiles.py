@@ -1,7 +1,6 @@
 """Tiles held in Zarr: arrays of a group (Zarr v2 and v3), and one OME-Zarr image per tile
 (OME-NGFF 0.4 on Zarr v2, 0.5 on v3) placed by its own scale and translation."""
 
-import h5py
 import numpy as np
 import pytest
 import zarr
@@ -11,6 +10,7 @@ from lazystitch.io import open_tiles_pattern, zarr_source
 from lazystitch.testing import check_tile_set, make_tiles, reference_stitch
 
 from ..test_cli import _read, one_line_error, run
+from ._by_metadata import stitch_by_metadata
 
 PX_UM = 0.65
 
@@ -74,13 +74,8 @@ def test_an_ome_zarr_per_tile_is_placed_by_its_translation(tmp_path, synthetic, 
     tiles = open_tiles_pattern(pattern, s.positions)
     assert tiles.pixel_size_yx == (PX_UM, PX_UM)
     check_tile_set(tiles, expected=s.tiles)
-    out = tmp_path / "m.h5"
-    proc = run("stitch", "--tiles", pattern, "--positions", "metadata", "--out", out,
-               "--workers", "1")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    np.testing.assert_array_equal(_read(out), reference_stitch(s.tiles, s.positions))
-    with h5py.File(out) as f:
-        assert np.allclose(f["mosaic"].attrs["pixel_size_um"], PX_UM)
+    want = reference_stitch(s.tiles, s.positions)
+    stitch_by_metadata(pattern, tmp_path / "m.h5", want, PX_UM, workers=1)
 
 
 def test_bad_zarr_tiles_are_named(tmp_path, synthetic):
