@@ -345,6 +345,11 @@ def write_mode(config: StitchConfig, started: bool) -> WriteMode:
     mode = config.output.write_mode if config.output else "auto"
     if mode != "auto":
         return WriteMode(mode)
+    if (
+        config.output
+        and output_format(config.output.path, config.output.format).container == "zarr"
+    ):
+        return WriteMode.single  # Zarr chunks (or shards) are files of their own
     batch = started and config.cluster.kind in JOBQUEUE_CLASSES
     return WriteMode.shards if batch else WriteMode.single
 
@@ -522,13 +527,18 @@ def stitch(
     inputs = tiles.paths
     csv = config.layout.positions
     inputs += [csv] if isinstance(csv, Path) else []
-    fmt = output_format(out.path, out.format)
+    fmt = output_format(
+        out.path, out.format, ome_zarr_version=out.ome_zarr_version, shard=out.shard
+    )
     shape = (*tiles.shape[:-2], *layout.mosaic_yx)
     channels = tiles.channels if tiles.axes.startswith("c") else None
     fmt.check(shape, tiles.dtype, ChunkCodec.parse(out.compression), len(channels or ()))
     for companion in fmt.companions(out.path):
         check_output(companion, overwrite=out.overwrite, resume=out.resume, inputs=inputs)
-    check_output(fmt.data_path(out.path), overwrite=out.overwrite, resume=out.resume, inputs=inputs)
+    check_output(
+        fmt.data_path(out.path), overwrite=out.overwrite, resume=out.resume, inputs=inputs,
+        folder=fmt.container == "zarr",
+    )  # fmt: skip
     chunks = storage_chunks(shape, out.chunks)
     check_chunk_count(shape, chunks, tiles.dtype.itemsize)
     try:
@@ -566,6 +576,8 @@ def stitch(
             format=fmt.name,
             pixel_size=_output_pixel_size(config, tiles),
             channels=channels,
+            axes=tiles.axes,
+            ome_zarr_version=out.ome_zarr_version,
         )
 
     job_bytes = sum(math.prod(a.shape) for a in arrays) * tiles.dtype.itemsize

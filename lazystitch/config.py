@@ -262,13 +262,20 @@ class FusionOptions(_Model):
 
 class WriteOptions(_Model):
     path: Path = Field(
-        description="Output file: FILE.h5 (plain HDF5) or FILE.xml (BigDataViewer XML, with "
-        "its FILE.h5 beside it)."
+        description="Output: FILE.h5 (plain HDF5), FILE.xml (BigDataViewer XML, with its "
+        "FILE.h5 beside it) or DIR.ome.zarr (OME-Zarr, a folder)."
     )
-    format: Literal["auto", "hdf5", "bdv"] = Field(
+    format: Literal["auto", "hdf5", "bdv", "ome-zarr"] = Field(
         "auto",
         description="hdf5: the mosaic at /mosaic, its levels beside it. bdv: BigDataViewer "
-        "XML + HDF5 (Fiji, BigStitcher). auto: bdv when the output ends in .xml, else hdf5.",
+        "XML + HDF5 (Fiji, BigStitcher). ome-zarr: OME-NGFF (napari, neuroglancer, MoBIE, "
+        "Fiji's OME-Zarr reader). auto: bdv for an output ending in .xml, ome-zarr for one "
+        "ending in .zarr, else hdf5.",
+    )
+    ome_zarr_version: Literal["0.5", "0.4"] = Field(
+        "0.5",
+        description="OME-Zarr only: 0.5 (Zarr v3; sharded with --shard) or 0.4 (Zarr v2, for "
+        "MoBIE and older tools).",
     )
     pyramid: bool = Field(True, description="Write a multiscale pyramid (2x2 block means).")
     levels: int | Literal["auto"] = Field(
@@ -301,8 +308,9 @@ class WriteOptions(_Model):
     )
     shard: tuple[int, ...] | None = Field(
         None,
-        description="Shard size in storage chunks for the shard write modes: 'Y,X', one value "
-        "for square shards, or one per axis; default 4x4.",
+        description="Shard size in storage chunks: for the shard write modes of the HDF5 "
+        "formats ('Y,X', one value for square shards, or one per axis; default 4x4), and for "
+        "OME-Zarr 0.5, Zarr v3 sharding (one task writes each whole shard; default: none).",
     )
 
     @field_validator("chunks", "shard", mode="before")

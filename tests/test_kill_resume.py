@@ -9,6 +9,7 @@ import time
 import h5py
 import numpy as np
 import pytest
+import zarr
 
 from lazystitch.testing import make_tiles
 from lazystitch.writers import OutputPaths, describe_output
@@ -27,7 +28,14 @@ def _durable_chunks(paths, mode):
 
 
 def _levels(path):
-    """Every level of a plain HDF5 or BigDataViewer output (every setup), by name."""
+    """Every level of a plain HDF5, BigDataViewer (every setup) or OME-Zarr output, by name
+    (with its stored chunk count, and whether it is virtual)."""
+    if path.is_dir():
+        group = zarr.open_group(path, mode="r")
+        return {
+            n: (group[n][...], group[n].nchunks_initialized, False)
+            for n in sorted(group.array_keys(), key=int)
+        }
     with h5py.File(path) as f:
         if "s00" in f:  # BigDataViewer
             setups = sorted(n for n in f if n.startswith("s"))
@@ -42,8 +50,10 @@ def _levels(path):
 @pytest.mark.parametrize(
     ("mode", "trial", "fmt"),
     [("single", 0, "h5"), ("single", 1, "h5"), ("shards", 2, "h5"), ("single", 3, "xml"),
-     ("shards", 4, "xml")],
-    ids=["single-0", "single-1", "shards", "bdv", "bdv-channels-shards"],
+     ("shards", 4, "xml"), ("single", 5, "ome.zarr"), ("single", 6, "ome.zarr"),
+     ("single", 7, "ome.zarr")],
+    ids=["single-0", "single-1", "shards", "bdv", "bdv-channels-shards", "ome-zarr-0.5",
+         "ome-zarr-0.5-sharded", "ome-zarr-0.4"],
 )  # fmt: skip
 def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, stitch_command):
     channels = {"lead": (2,), "axes": "CYX"} if trial == 4 else {}  # a BDV setup per channel
@@ -52,8 +62,12 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, sti
         **channels,
     )  # fmt: skip
     out = tmp_path / f"m.{fmt}"
-    paths = OutputPaths(tmp_path / "m.h5")
-    run = (*TWO_WORKERS, "--write-mode", mode, "--shard", "4,4", "--pixel-size", "0.5")
+    zarr_out = fmt == "ome.zarr"
+    paths = OutputPaths(out if zarr_out else tmp_path / "m.h5")
+    zarr_args = {5: (), 6: ("--shard", "4,4"), 7: ("--ome-zarr-version", "0.4")}.get(trial, ())
+    run = (*TWO_WORKERS, "--write-mode", mode, "--pixel-size", "0.5", *zarr_args)
+    if not zarr_out:
+        run += ("--shard", "4,4")  # OME-Zarr: Zarr v3 shards of 4 x 4 chunks in trial 6
     proc = subprocess.Popen(
         stitch_command(s, out, *run),
         stdout=subprocess.PIPE,
@@ -92,17 +106,21 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, sti
 
     clean = tmp_path / f"clean.{fmt}"
     ref = subprocess.run(
-        stitch_command(s, clean, *TWO_WORKERS, "--pixel-size", "0.5"),
+        stitch_command(s, clean, *TWO_WORKERS, "--pixel-size", "0.5", *zarr_args),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert ref.returncode == 0, ref.stderr
-    got, want = _levels(paths.final), _levels(tmp_path / "clean.h5")
+    got, want = _levels(paths.final), _levels(clean if zarr_out else tmp_path / "clean.h5")
     assert list(got) == list(want) and len(got) > 1  # the pyramid too
     for name, (data, n_chunks, virtual) in got.items():
         np.testing.assert_array_equal(data, want[name][0], err_msg=name)
         assert n_chunks == want[name][1] and not virtual
+    if zarr_out:  # the same metadata, and complete
+        assert (out / "zarr.json").exists() != (trial == 7)
+        meta = out / ("zarr.json" if trial != 7 else ".zattrs")
+        assert meta.read_text() == (clean / meta.name).read_text()
     if fmt == "xml":
         assert out.read_text() == clean.read_text().replace("clean.h5", "m.h5")
         assert out.read_text().count("<ViewSetup>") == (2 if channels else 1)

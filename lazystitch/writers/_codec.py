@@ -5,11 +5,20 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["ChunkCodec", "Compression"]
+__all__ = ["ChunkCodec", "Compression", "Encoder"]
+
+
+class Encoder(Protocol):
+    """What the tasks encode a unit with: a :class:`ChunkCodec` (HDF5) or a format's own
+    (``_format_omezarr.ZarrCodec``). Picklable; ``str`` names it in the run header."""
+
+    def encode(self, block: np.ndarray, chunk_shape: tuple[int, ...]) -> tuple[Any, int]:
+        """The unit's stored bytes (or a contiguous array of them) and their filter mask."""
+        ...
 
 
 class Compression(str, Enum):

@@ -21,7 +21,7 @@ import numpy as np
 
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._files import COMPLETE_ATTR, LIBVER, create_array
-from lazystitch.writers._format import Format, Metadata
+from lazystitch.writers._format import HDF5Format, Metadata
 from lazystitch.writers._journal import ChunkRecord, Journal
 from lazystitch.writers._plan import ArraySpec, Unit
 
@@ -33,7 +33,7 @@ def create_output_file(
     arrays: list[ArraySpec],
     header: dict,
     codec: ChunkCodec,
-    fmt: Format,
+    fmt: HDF5Format,
     meta: Metadata,
 ) -> tuple[h5py.File, list[list[h5py.Dataset]]]:
     """A new HDF5 file holding the run's (empty) arrays (per array its datasets: one, or one
@@ -72,7 +72,7 @@ class ChunkFile:
         arrays: list[ArraySpec],
         header: dict,
         codec: ChunkCodec,
-        fmt: Format,
+        fmt: HDF5Format,
         meta: Metadata,
         batch_bytes: int,
         batch_seconds: float,
@@ -184,7 +184,7 @@ class BackgroundWriter:
     the next ``put`` or from ``close``.
     """
 
-    def __init__(self, out: ChunkFile, pyramid: Any = None, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, out: Any, pyramid: Any = None, max_bytes: int = 64 << 20) -> None:
         self.out = out
         self.pyramid = pyramid
         self.max_bytes = max_bytes

@@ -226,7 +226,11 @@ def missing_sources(path: Path, ds: h5py.Dataset) -> list[str]:
 
 def final_header(path: Path, dataset: str) -> dict | None:
     """The run header of a complete output, or None (missing, partial, unreadable, or a
-    virtual output whose shard files are gone)."""
+    virtual output whose shard files are gone; a folder: an OME-Zarr output)."""
+    if path.is_dir():
+        from lazystitch.writers._format_omezarr import zarr_header
+
+        return zarr_header(path)
     try:
         with h5py.File(path, "r") as f:
             ds = f[dataset]

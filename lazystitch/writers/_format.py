@@ -16,7 +16,7 @@ import numpy as np
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._plan import ArraySpec
 
-__all__ = ["Format", "Metadata"]
+__all__ = ["Format", "HDF5Format", "Metadata"]
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,15 @@ class Metadata:
     attrs: dict[str, Any]  # lazystitch's own attributes (tiles, positions, config)
     dtype: str  # the mosaic's pixel type (a format may store it as another, bit for bit)
     channels: tuple[str, ...] | None = None  # the first axis's channel names, if it is one
+    axes: str | None = None  # the mosaic's axis names, e.g. "cyx" (None: from its shape)
 
 
 class Format(Protocol):
-    """A file format the core writes into (an HDF5 file for the formats of this module)."""
+    """A file format the core writes into: an HDF5 file (``container`` "hdf5") or a Zarr
+    folder (``container`` "zarr", see ``_format_omezarr.OmeZarr``)."""
 
     name: str
+    container: str
 
     def data_path(self, out: Path) -> Path:
         """The HDF5 file that holds the chunks, for the output path the user named."""
@@ -60,14 +63,18 @@ class Format(Protocol):
         """The run's arrays: one per pyramid level, where and how the file stores each."""
         ...
 
+    def write_companions(self, out: Path, arrays: list[ArraySpec], meta: Metadata) -> None:
+        """Write the companion files (atomically); called after the data file is in place."""
+        ...
+
+
+class HDF5Format(Format, Protocol):
+    """A format whose data file is one HDF5 file (plain HDF5, BigDataViewer)."""
+
     def prepare(self, file: h5py.File, arrays: list[ArraySpec], meta: Metadata) -> None:
         """Write the file's own metadata (groups, tables) before any chunk."""
         ...
 
     def level_attrs(self, arrays: list[ArraySpec], meta: Metadata) -> dict[str, Any]:
         """Attributes of the level-0 dataset."""
-        ...
-
-    def write_companions(self, out: Path, arrays: list[ArraySpec], meta: Metadata) -> None:
-        """Write the companion files (atomically); called after the data file is in place."""
         ...

@@ -55,6 +55,7 @@ def _fmt(values: Any) -> str:
 
 class BigDataViewer:
     name = "bdv"
+    container = "hdf5"
 
     def data_path(self, out: Path) -> Path:
         return bdv_paths(out)[1]

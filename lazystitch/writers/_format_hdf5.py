@@ -33,6 +33,7 @@ def pixel_size_attr(pixel_size: float | None) -> np.ndarray:
 
 class PlainHDF5:
     name = "hdf5"
+    container = "hdf5"
 
     def data_path(self, out: Path) -> Path:
         return out

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._codec import Encoder
 from lazystitch.writers._plan import ArraySpec, ChunkIndex, Unit
 from lazystitch.writers._tasks import block_mean, encode
 
@@ -44,7 +44,7 @@ class PyramidBuilder:
     def __init__(
         self,
         arrays: list[ArraySpec],
-        codec: ChunkCodec,
+        codec: Encoder,
         wanted: list[set[ChunkIndex]],
         needed: list[set[ChunkIndex]],
     ) -> None:

@@ -50,7 +50,7 @@ from lazystitch.writers._files import (
     header_arrays,
     remove,
 )
-from lazystitch.writers._format import Format, Metadata
+from lazystitch.writers._format import HDF5Format, Metadata
 from lazystitch.writers._plan import ArraySpec
 from lazystitch.writers._stream import stream_units
 from lazystitch.writers._tasks import UnitTask, unit_graph
@@ -216,7 +216,7 @@ def _assemble(
     partial: str,
     header: dict,
     codec: ChunkCodec,
-    fmt: Format,
+    fmt: HDF5Format,
     meta: Metadata,
 ) -> int:
     """Copy every shard's chunk bytes, as they are, into one new file; return bytes copied."""
@@ -341,7 +341,7 @@ def _finish_shards(
     paths: OutputPaths,
     header: dict,
     codec: ChunkCodec,
-    fmt: Format,
+    fmt: HDF5Format,
     meta: Metadata,
     shards: list[Shard],
 ) -> None:
@@ -357,7 +357,7 @@ def _finish_virtual(
     paths: OutputPaths,
     arrays: list[ArraySpec],
     header: dict,
-    fmt: Format,
+    fmt: HDF5Format,
     meta: Metadata,
     shards: list[Shard],
 ) -> None:
@@ -397,7 +397,7 @@ def write_sharded(
     arrays: list[ArraySpec],
     header: dict,
     codec: ChunkCodec,
-    fmt: Format,
+    fmt: HDF5Format,
     meta: Metadata,
     *,
     mode: WriteMode,

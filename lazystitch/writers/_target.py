@@ -42,10 +42,15 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_output_target(
-    path: str | os.PathLike, *, inputs: Iterable[Path] = (), what: str = "output"
+    path: str | os.PathLike,
+    *,
+    inputs: Iterable[Path] = (),
+    what: str = "output",
+    folder: bool = False,
 ) -> Path:
-    """Refuse an output path that names an input of the run, a folder, a device, or a place
-    that cannot be written; return it absolute.
+    """Refuse an output path that names an input of the run, a folder (with ``folder``, an
+    output that is a folder: a file, or a folder lazystitch did not write), a device, or a
+    place that cannot be written; return it absolute.
 
     Raises
     ------
@@ -53,9 +58,21 @@ def check_output_target(
         Naming the path and what is wrong with it. Nothing on disk is changed.
     """
     p = Path(path)
-    if p.is_dir():
+    if folder and p.exists():
+        from lazystitch.writers._format_omezarr import is_zarr_output
+
+        if not p.is_dir():
+            raise OutputTargetError(
+                f"{what} {p} is a file, and an OME-Zarr output is a folder; choose another path"
+            )
+        if not is_zarr_output(p):
+            raise OutputTargetError(
+                f"{what} {p} is a folder that lazystitch did not write; move it away or "
+                "choose another output path"
+            )
+    elif p.is_dir():
         raise OutputTargetError(f"{what} {p} is a folder; name a file in it, e.g. {p}/mosaic.h5")
-    if p.exists() and not p.is_file():
+    if p.exists() and not p.is_file() and not folder:
         raise OutputTargetError(f"{what} {p} is not a regular file (a device, pipe or socket)")
     for inp in inputs:
         if _same_file(p, Path(inp)):
@@ -90,6 +107,7 @@ def check_output(
     overwrite: bool = False,
     resume: bool = False,
     inputs: Iterable[Path] = (),
+    folder: bool = False,
 ) -> OutputPaths:
     """Everything about an output that can be checked before any work, without changing
     anything: the path itself (:func:`check_output_target`), an existing output or partial
@@ -100,12 +118,12 @@ def check_output(
     ------
     OutputTargetError, OutputExistsError, PartialOutputError, OutputLockedError
     """
-    paths = OutputPaths(check_output_target(path, inputs=inputs))
-    for folder in (paths.shards, paths.virtual_shards):
-        foreign = foreign_entries(folder)
+    paths = OutputPaths(check_output_target(path, inputs=inputs, folder=folder))
+    for shards in (paths.shards, paths.virtual_shards):
+        foreign = foreign_entries(shards)
         if foreign:
             raise OutputTargetError(
-                f"{folder} holds files lazystitch did not write ({', '.join(foreign[:3])}); "
+                f"{shards} holds files lazystitch did not write ({', '.join(foreign[:3])}); "
                 "move it away or choose another output path"
             )
     refuse_clobber(paths, overwrite=overwrite, resume=resume)

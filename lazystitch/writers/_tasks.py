@@ -22,7 +22,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._codec import Encoder
 from lazystitch.writers._plan import ArraySpec, ChunkIndex, Unit
 
 if TYPE_CHECKING:  # dask.array loads with the mosaic that is written, if it is an array
@@ -143,10 +143,10 @@ def _piece(
     return block_mean(region) if downsample else region
 
 
-def encode(block: np.ndarray, codec: ChunkCodec, chunks: tuple[int, ...]) -> tuple[Any, int, int]:
+def encode(block: np.ndarray, codec: Encoder, chunks: tuple[int, ...]) -> tuple[Any, int, int]:
     """Worker side: encode one chunk and checksum it (the writing process only writes)."""
     data, mask = codec.encode(block, chunks)
-    return data, mask, zlib.crc32(data)  # type: ignore[arg-type]  # an ndarray is a buffer
+    return data, mask, zlib.crc32(data)
 
 
 def _piece_encode(
@@ -155,7 +155,7 @@ def _piece_encode(
     dst: list[tuple[slice, ...]],
     shape: tuple[int, ...],
     downsample: bool,
-    codec: ChunkCodec,
+    codec: Encoder,
     chunks: tuple[int, ...],
 ) -> tuple[Any, int, int]:
     return encode(_piece(parts, src, dst, shape, downsample), codec, chunks)
@@ -167,7 +167,7 @@ def _piece_encode_half(
     dst: list[tuple[slice, ...]],
     shape: tuple[int, ...],
     downsample: bool,
-    codec: ChunkCodec | None,
+    codec: Encoder | None,
     chunks: tuple[int, ...],
     half: bool = True,
 ) -> tuple[Any, int, int, np.ndarray | None]:
@@ -277,7 +277,7 @@ def needed_units(
 def level0_graph(
     mosaic: Mosaic,
     arrays: list[ArraySpec],
-    codec: ChunkCodec,
+    codec: Encoder,
     skip: set[Unit],
 ) -> tuple[HighLevelGraph, list[UnitTask], list[set[ChunkIndex]], list[set[ChunkIndex]]]:
     """Tasks for the finest levels, each returning ``(bytes, mask, crc, half)``: the writing
@@ -327,7 +327,7 @@ def level0_graph(
 def unit_graph(
     mosaic: Mosaic,
     arrays: list[ArraySpec],
-    codec: ChunkCodec,
+    codec: Encoder,
     skip: set[Unit],
 ) -> tuple[HighLevelGraph, list[UnitTask]]:
     """One encode task per unit not in ``skip`` (and the pieces the levels need), on top of

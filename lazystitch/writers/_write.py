@@ -23,13 +23,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from lazystitch.errors import ConfigError
-from lazystitch.writers._codec import ChunkCodec
+from lazystitch.writers._codec import ChunkCodec, Encoder
 from lazystitch.writers._commit import BackgroundWriter, ChunkFile
+from lazystitch.writers._commit_zarr import ZarrChunkStore
 from lazystitch.writers._files import (
     OutputPaths,
     differences,
@@ -37,9 +38,10 @@ from lazystitch.writers._files import (
     final_header,
     remove,
 )
-from lazystitch.writers._format import Format, Metadata
+from lazystitch.writers._format import Format, HDF5Format, Metadata
 from lazystitch.writers._format_bdv import BigDataViewer
 from lazystitch.writers._format_hdf5 import PlainHDF5
+from lazystitch.writers._format_omezarr import OmeZarr, ZarrCodec
 from lazystitch.writers._locks import output_lock
 from lazystitch.writers._plan import (
     ArraySpec,
@@ -68,18 +70,29 @@ ProgressFn = Callable[[int, int], None]
 GROUP_BYTES = 16 << 20
 """Chunk bytes per cluster task (a group of units): measured on 14 x 14 tiles of 2048^2, groups
 of 96 MB gave no faster run than 16 MB and 2.5 times the peak memory of a 4 x 4 job."""
-FORMATS: dict[str, Format] = {"hdf5": PlainHDF5(), "bdv": BigDataViewer()}
+FORMATS = ("hdf5", "bdv", "ome-zarr")
 
 
-def output_format(path: str | os.PathLike, fmt: str | None = None) -> Format:
-    """The format named, or the one an output's name implies (``*.xml``: BigDataViewer)."""
+def output_format(
+    path: str | os.PathLike,
+    fmt: str | None = None,
+    *,
+    ome_zarr_version: str = "0.5",
+    shard: tuple[int, ...] | None = None,
+) -> Format:
+    """The format named, or the one an output's name implies (``*.xml``: BigDataViewer,
+    ``*.zarr``: OME-Zarr, else plain HDF5). ``shard`` is OME-Zarr's Zarr v3 sharding (shards
+    of that many storage chunks); the HDF5 formats take it in the shard write modes."""
+    name = Path(path).name.lower()
     if fmt in (None, "auto"):
-        fmt = "bdv" if Path(path).suffix.lower() == ".xml" else "hdf5"
-    if fmt not in FORMATS:
-        raise ConfigError(
-            f"output.format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}"
-        )
-    return FORMATS[fmt]
+        fmt = "bdv" if name.endswith(".xml") else "ome-zarr" if name.endswith(".zarr") else "hdf5"
+    if fmt == "hdf5":
+        return PlainHDF5()
+    if fmt == "bdv":
+        return BigDataViewer()
+    if fmt == "ome-zarr":
+        return OmeZarr(ome_zarr_version, shard)
+    raise ConfigError(f"output.format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +160,8 @@ def write_hdf5(
     format: str | None = None,
     pixel_size: float | None = None,
     channels: Sequence[str] | None = None,
+    axes: str | None = None,
+    ome_zarr_version: str = "0.5",
 ) -> WriteResult:
     """Compute ``mosaic`` and its pyramid and store them in ``path``.
 
@@ -199,13 +214,19 @@ def write_hdf5(
         fits in one chunk), ``N``, or ``None``/``1`` for no pyramid. Level k+1 is the 2 x 2
         block mean of level k (Y, X; integers rounded to nearest, halves up; an odd last row
         or column averages what it has), made from level k's chunks as they are produced.
-    format : {"hdf5", "bdv"}, optional
-        Default: ``bdv`` for a path ending ``.xml``, else ``hdf5``.
+    format : {"hdf5", "bdv", "ome-zarr"}, optional
+        Default: ``bdv`` for a path ending ``.xml``, ``ome-zarr`` for one ending ``.zarr``
+        (a folder, renamed into place when complete), else ``hdf5``.
     pixel_size : float, optional
         µm per pixel (Y and X), recorded in the metadata (unknown if None).
     channels : sequence of str, optional
         Names of the channels along the mosaic's first axis, if it is one: the
         BigDataViewer format stores each as a setup of its own, under its name.
+    axes : str, optional
+        The mosaic's axis names (e.g. ``"cyx"``) for the OME-Zarr axes; default from its
+        shape (``yx``, ``cyx`` with channels, else ``zyx``, ...).
+    ome_zarr_version : {"0.5", "0.4"}
+        OME-Zarr only: 0.5 on Zarr v3 (sharded with ``shard``), or 0.4 on Zarr v2.
 
     Returns
     -------
@@ -233,7 +254,13 @@ def write_hdf5(
     t0 = time.perf_counter()
     codec = codec if isinstance(codec, ChunkCodec) else ChunkCodec.parse(codec)
     mode = WriteMode(mode)
-    fmt = output_format(path, format)
+    fmt = output_format(path, format, ome_zarr_version=ome_zarr_version, shard=shard)
+    zarr_out = fmt.container == "zarr"
+    if zarr_out and mode is not WriteMode.single:
+        raise ConfigError(
+            f"output.write_mode: {mode.value} writes HDF5 shard files; OME-Zarr chunks are "
+            "files of their own, written in mode single (Zarr v3 sharding: --shard)"
+        )
     n_channels = len(channels) if channels else 0
     fmt.check(tuple(mosaic.shape), mosaic.dtype, codec, channels=n_channels)
     out = Path(path)
@@ -242,7 +269,9 @@ def write_hdf5(
     companions = fmt.companions(out)
     for c in companions:  # the same checks as the data file (an input? a folder? clobber?)
         check_output(c, overwrite=overwrite, resume=resume, inputs=inputs_)
-    paths = check_output(data_path, overwrite=overwrite, resume=resume, inputs=inputs_)
+    paths = check_output(
+        data_path, overwrite=overwrite, resume=resume, inputs=inputs_, folder=zarr_out
+    )
     chunks = storage_chunks(tuple(mosaic.shape), chunks)
     check_chunk_count(tuple(mosaic.shape), chunks, mosaic.dtype.itemsize)
     arrays = plan_arrays(
@@ -253,6 +282,7 @@ def write_hdf5(
             f"output.write_mode: virtual cannot store the {fmt.name} format's channels as "
             "datasets of their own; use single or shards"
         )
+    enc = fmt.encoder(codec, chunks) if isinstance(fmt, OmeZarr) else codec
     shard = None if mode is WriteMode.single else shard_shape(mosaic.ndim, shard)
     header = run_header(
         arrays,
@@ -263,7 +293,7 @@ def write_hdf5(
         pixel_size=pixel_size,
     )
     meta = Metadata(
-        pixel_size, attrs or {}, str(mosaic.dtype), tuple(channels) if channels else None
+        pixel_size, attrs or {}, str(mosaic.dtype), tuple(channels) if channels else None, axes
     )
     total = sum(a.n_chunks for a in arrays)
 
@@ -295,13 +325,13 @@ def write_hdf5(
             c.unlink(missing_ok=True)
         if mode is WriteMode.single:
             written, skipped = _write_single(
-                mosaic, paths, arrays, header, codec, fmt, meta, progress, resume,
+                mosaic, paths, arrays, header, enc, fmt, meta, progress, resume,
                 batch_bytes, batch_seconds,
             )  # fmt: skip
         else:
             assert shard is not None
             written, skipped = write_sharded(
-                mosaic, paths, arrays, header, codec, fmt, meta,
+                mosaic, paths, arrays, header, codec, cast("HDF5Format", fmt), meta,
                 mode=mode, shard=shard, resume=resume, progress=progress,
             )  # fmt: skip
         fmt.write_companions(out, arrays, meta)
@@ -327,9 +357,9 @@ def _already_complete(paths: OutputPaths, header: dict, *, overwrite: bool, resu
 def _single_stream(
     mosaic: Mosaic,
     arrays: list[ArraySpec],
-    codec: ChunkCodec,
+    codec: Encoder,
     done: set[Unit],
-    out: ChunkFile,
+    out: ChunkFile | ZarrChunkStore,
 ) -> tuple[BackgroundWriter, Iterator[tuple[UnitTask, tuple]]]:
     """The writer thread and the stream of (task, result) that feeds it. The pyramid is
     built by the writer thread from level 0's halves when the chunk edges allow it (see
@@ -352,7 +382,7 @@ def _write_single(
     paths: OutputPaths,
     arrays: list[ArraySpec],
     header: dict,
-    codec: ChunkCodec,
+    codec: Encoder,
     fmt: Format,
     meta: Metadata,
     progress: ProgressFn | None,
@@ -362,12 +392,25 @@ def _write_single(
 ) -> tuple[int, int]:
     """Write mode single, under the output's lock: (units written, units reused)."""
     total = sum(a.n_chunks for a in arrays)
-    source = resume_source(paths, header) if resume else None
-    out = ChunkFile(
-        paths.partial, paths.journal, arrays, header, codec, fmt, meta, batch_bytes, batch_seconds
-    )
+    out: ChunkFile | ZarrChunkStore
+    if isinstance(fmt, OmeZarr):  # resumes in place, from the journaled files that verify
+        assert isinstance(codec, ZarrCodec)
+        out = ZarrChunkStore(
+            paths, arrays, header, codec, fmt, meta, batch_bytes, batch_seconds, resume
+        )
+        source = None
+    else:
+        assert isinstance(codec, ChunkCodec)
+        source = resume_source(paths, header) if resume else None
+        out = ChunkFile(
+            paths.partial, paths.journal, arrays, header, codec, cast("HDF5Format", fmt), meta,
+            batch_bytes, batch_seconds,
+        )  # fmt: skip
     try:
-        done: set[Unit] = copy_verified(*source, out) if source else set()
+        if isinstance(out, ZarrChunkStore):
+            done: set[Unit] = set(out.done)
+        else:
+            done = copy_verified(*source, out) if source else set()
         if source:
             source[0].unlink(missing_ok=True)
             source[1].unlink(missing_ok=True)
@@ -387,11 +430,12 @@ def _write_single(
             raise RuntimeError(f"{writer.pyramid.pending} pyramid chunk(s) were left incomplete")
         if progress:
             progress(total, total)
-        out.close_complete()
-        durable_replace(paths.partial, paths.final)
-        remove(paths.virtual_shards)  # an old virtual output's shards, now replaced
-        out.journal.close()
-        paths.journal.unlink(missing_ok=True)
+        out.close_complete()  # a Zarr folder is renamed into place by its store
+        if isinstance(out, ChunkFile):
+            durable_replace(paths.partial, paths.final)
+            remove(paths.virtual_shards)  # an old virtual output's shards, now replaced
+            out.journal.close()
+            paths.journal.unlink(missing_ok=True)
     except BaseException:
         out.abort()
         raise

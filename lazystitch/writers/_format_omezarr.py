@@ -1,0 +1,341 @@
+"""The OME-Zarr format (OME-NGFF 0.5 on Zarr v3 by default, 0.4 on Zarr v2): a folder
+``OUT.ome.zarr`` whose group holds one array per pyramid level, ``0``, ``1``, ... .
+
+The format supplies what the core asks of every format: the arrays' layout, an encoder, and
+the metadata. zarr-python creates the arrays (their ``zarr.json`` / ``.zarray``) and encodes
+every chunk that is compressed or sharded; ome-zarr-models builds and validates the
+multiscales metadata. The chunk bytes are computed on the workers like every format's and
+written by the core's one writer into the chunk's own file (``_commit_zarr``), so the
+exactly-once and resume promises hold as they do for HDF5.
+
+With Zarr v3 sharding (``shard``: shards of that many storage chunks), the unit of work is
+the shard: one task computes a whole shard and encodes all its inner chunks, and one write
+puts the shard file in place; two writers never share a shard.
+
+Metadata (facts: ``../shared/notes/formats.md`` section 3b): axes named and typed
+(``c`` channel, ``z``/``y``/``x`` space in ``micrometer`` when the pixel size is known), per
+level a ``scale`` (the level's pixel size) and the ``translation`` ``0.5 (f - 1)`` pixels of
+level 0 that keeps a block-mean level's pixel centres on the mosaic's (as BigDataViewer's
+mipmap transform does), ``dimension_names`` on every v3 array, and an ``omero`` block with the
+channel names and contrast windows (from the coarsest level, once it is written).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lazystitch.errors import ConfigError
+from lazystitch.writers._codec import ChunkCodec, Compression
+from lazystitch.writers._format import Metadata
+from lazystitch.writers._plan import ArraySpec
+
+__all__ = ["OmeZarr", "ZarrCodec", "default_axes", "is_zarr_output", "zarr_header"]
+
+LAZYSTITCH_ATTR = "lazystitch"  # the group's attribute with the run header and completeness
+_COLORS = ("FFFFFF", "00FF00", "FF00FF", "00FFFF", "FF0000", "0000FF", "FFFF00")
+
+
+def default_axes(ndim: int, channels: bool) -> str:
+    """The axis names of a mosaic of ``ndim`` dimensions (a leading channel axis if any).
+
+    Examples
+    --------
+    >>> default_axes(3, True), default_axes(3, False), default_axes(4, True)
+    ('cyx', 'zyx', 'czyx')
+    """
+    if ndim == 2:
+        return "yx"
+    if ndim == 3:
+        return "cyx" if channels else "zyx"
+    if ndim == 4:
+        return "czyx"
+    if ndim == 5:
+        return "tczyx"
+    raise ConfigError(f"output: OME-Zarr holds 2 to 5 dimensions; the mosaic has {ndim}")
+
+
+def is_zarr_output(path: Path) -> bool:
+    """Whether ``path`` is a folder lazystitch wrote as OME-Zarr (complete or not)."""
+    for meta in ("zarr.json", ".zattrs"):
+        f = path / meta
+        if f.is_file():
+            try:
+                attrs = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return False
+            attrs = attrs.get("attributes", {}) if meta == "zarr.json" else attrs
+            return isinstance(attrs, dict) and LAZYSTITCH_ATTR in attrs
+    return False
+
+
+def zarr_header(path: Path) -> dict | None:
+    """The run header of a complete OME-Zarr output, or None (missing, partial, not ours)."""
+    for meta in ("zarr.json", ".zattrs"):
+        f = path / meta
+        if not f.is_file():
+            continue
+        try:
+            attrs = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        attrs = attrs.get("attributes", {}) if meta == "zarr.json" else attrs
+        run = attrs.get(LAZYSTITCH_ATTR) if isinstance(attrs, dict) else None
+        if isinstance(run, dict) and run.get("complete") and isinstance(run.get("run"), dict):
+            return run["run"]
+        return None
+    return None
+
+
+def _compressor(codec: ChunkCodec, zarr_format: int) -> Any:
+    """zarr-python's compressor for ``codec`` (None: uncompressed)."""
+    comp, level = codec.compression, codec.level
+    if comp is Compression.none:
+        return None
+    assert level is not None  # every compressor but none and lzf has one
+    if zarr_format == 2:
+        import numcodecs  # type: ignore[import-untyped]
+
+        if comp is Compression.gzip:
+            return numcodecs.GZip(level=level)
+        if comp is Compression.zstd:
+            return numcodecs.Zstd(level=level)
+        return numcodecs.Blosc(cname="zstd", clevel=level, shuffle=numcodecs.Blosc.SHUFFLE)
+    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+    if comp is Compression.gzip:
+        return GzipCodec(level=level)
+    if comp is Compression.zstd:
+        return ZstdCodec(level=level)
+    return BloscCodec(cname="zstd", clevel=level, shuffle="shuffle")
+
+
+@dataclass(frozen=True)
+class ZarrCodec:
+    """Encodes a unit (a chunk, or with ``inner`` a whole shard) as the bytes of its Zarr
+    object: zarr-python writes it into an in-memory array of the same settings and the
+    object's bytes are taken from there. Uncompressed unsharded chunks are their C-order
+    little-endian bytes, padded to the chunk shape as Zarr stores edge chunks: no copy."""
+
+    codec: ChunkCodec
+    zarr_format: int
+    inner: tuple[int, ...] | None = None  # storage chunks inside a shard (v3 sharding)
+
+    def __str__(self) -> str:
+        return str(self.codec)
+
+    def array_kwargs(self, shape: tuple[int, ...], dtype: Any, unit: tuple[int, ...]) -> dict:
+        """``zarr.create_array`` settings of an array of ``shape`` whose units are ``unit``."""
+        kw: dict[str, Any] = {
+            "shape": shape,
+            "dtype": np.dtype(dtype),
+            "zarr_format": self.zarr_format,
+            "fill_value": 0,
+            "compressors": _compressor(self.codec, self.zarr_format),
+            "config": {"write_empty_chunks": True},
+        }
+        if self.inner is not None:
+            kw["chunks"] = tuple(min(i, u) for i, u in zip(self.inner, unit, strict=True))
+            kw["shards"] = unit
+        else:
+            kw["chunks"] = unit
+        if self.zarr_format == 2:  # nested chunk keys, as the 0.4 layout and ome-zarr-py use
+            kw["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        return kw
+
+    def encode(self, block: np.ndarray, chunk_shape: tuple[int, ...]) -> tuple[Any, int]:
+        if self.inner is None and self.codec.compression is Compression.none:
+            if block.shape != tuple(chunk_shape):
+                full = np.zeros(chunk_shape, dtype=block.dtype)
+                full[tuple(slice(0, s) for s in block.shape)] = block
+                block = full
+            return np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<")), 0
+        import zarr
+        from zarr.storage import MemoryStore
+
+        store = MemoryStore()
+        kw = self.array_kwargs(block.shape, block.dtype, tuple(chunk_shape))
+        arr = zarr.create_array(store, **kw)
+        arr[...] = block
+        meta = (".zarray", ".zattrs", ".zgroup", "zarr.json")
+        keys = [k for k in store._store_dict if k.rsplit("/", 1)[-1] not in meta]
+        if len(keys) != 1:
+            raise RuntimeError(f"a unit of {chunk_shape} encoded into {len(keys)} Zarr objects")
+        return store._store_dict[keys[0]].to_bytes(), 0
+
+
+class OmeZarr:
+    """OME-Zarr output of OME-NGFF ``version`` ``"0.5"`` (Zarr v3) or ``"0.4"`` (Zarr v2)."""
+
+    container = "zarr"
+
+    def __init__(self, version: str = "0.5", shard: tuple[int, ...] | None = None) -> None:
+        if version not in ("0.4", "0.5"):
+            raise ConfigError(
+                f"output.ome_zarr_version: {version!r} is not one of 0.4, 0.5 (0.5 needs "
+                "Zarr v3, 0.4 is Zarr v2 for MoBIE and older tools)"
+            )
+        if shard is not None and version == "0.4":
+            raise ConfigError(
+                "output.shard: OME-Zarr 0.4 is Zarr v2, which has no sharding; use "
+                "--ome-zarr-version 0.5 or leave --shard out"
+            )
+        self.version, self.shard = version, shard
+        self.name = "ome-zarr"
+        self.zarr_format: Literal[2, 3] = 3 if version == "0.5" else 2
+
+    def data_path(self, out: Path) -> Path:
+        return out
+
+    def companions(self, out: Path) -> list[Path]:
+        return []
+
+    def check(
+        self, shape: tuple[int, ...], dtype: np.dtype, codec: ChunkCodec, channels: int = 0
+    ) -> None:
+        try:
+            import ome_zarr_models  # noqa: F401
+            import zarr  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "output.format: ome-zarr needs zarr-python 3 and ome-zarr-models (Python >= "
+                "3.11): pip install 'lazystitch[zarr]'"
+            ) from None
+        if codec.compression is Compression.lzf:
+            raise ConfigError(
+                "output.compression: lzf is an HDF5 filter that Zarr has no codec for; use "
+                "none, gzip, zstd or blosc"
+            )
+        default_axes(len(shape), bool(channels))
+
+    def write_companions(self, out: Path, arrays: list[ArraySpec], meta: Metadata) -> None:
+        return None  # everything is inside the folder
+
+    def encoder(self, codec: ChunkCodec, chunks: tuple[int, ...]) -> ZarrCodec:
+        """The encoder of this output's units (``chunks``: level 0's storage chunks)."""
+        return ZarrCodec(codec, self.zarr_format, chunks if self.shard is not None else None)
+
+    def arrays(
+        self,
+        dataset: str,
+        shapes: list[tuple[int, ...]],
+        dtype: np.dtype,
+        chunks: list[tuple[int, ...]],
+        channels: int = 0,
+    ) -> list[ArraySpec]:
+        """One array per level, named ``0``, ``1``, ...; with sharding each unit is a shard
+        of ``shard`` storage chunks (fewer where the level has fewer)."""
+        from lazystitch.writers._shards import shard_shape
+
+        shard = None if self.shard is None else shard_shape(len(shapes[0]), self.shard)
+        specs = []
+        for k, (shape, c) in enumerate(zip(shapes, chunks, strict=True)):
+            unit = c
+            if shard is not None:
+                unit = tuple(
+                    min(n, -(-s // ci)) * ci for n, s, ci in zip(shard, shape, c, strict=True)
+                )
+            specs.append(ArraySpec(str(k), shape, str(np.dtype(dtype)), unit, k))
+        return specs
+
+    # --- metadata -------------------------------------------------------------------------
+
+    def axes(self, arrays: list[ArraySpec], meta: Metadata) -> str:
+        axes = meta.axes or default_axes(len(arrays[0].shape), bool(meta.channels))
+        if len(axes) != len(arrays[0].shape):
+            raise ConfigError(f"output: axes {axes!r} do not fit a {arrays[0].shape} mosaic")
+        return axes
+
+    def group_attrs(
+        self,
+        arrays: list[ArraySpec],
+        meta: Metadata,
+        run: dict[str, Any],
+        windows: list[tuple[float, float]] | None = None,
+    ) -> dict[str, Any]:
+        """The group's attributes, built and validated with ome-zarr-models: the OME
+        multiscales and omero blocks, and lazystitch's own (the run header, ``run``)."""
+        if self.version == "0.5":
+            from ome_zarr_models.v05.axes import Axis
+            from ome_zarr_models.v05.image import ImageAttrs
+            from ome_zarr_models.v05.multiscales import Dataset, Multiscale
+        else:
+            from ome_zarr_models.v04.axes import Axis  # type: ignore[assignment]
+            from ome_zarr_models.v04.image import ImageAttrs  # type: ignore[assignment]
+            from ome_zarr_models.v04.multiscales import (  # type: ignore[assignment]
+                Dataset,
+                Multiscale,
+            )
+        from ome_zarr_models.common.omero import Omero
+
+        names = self.axes(arrays, meta)
+        px = meta.pixel_size
+        unit = "micrometer" if px is not None else None
+        kinds = {"c": "channel", "t": "time"}
+        axes = [
+            Axis(name=a, type=kinds.get(a, "space"), unit=unit if a in "zyx" else None)
+            for a in names
+        ]
+        scales: list[list[float]] = []
+        translations: list[list[float] | None] = []
+        for a in arrays:
+            f = 2**a.level
+            p = 1.0 if px is None else float(px)
+            scales.append([p * f if n in "yx" else 1.0 for n in names])
+            shift = [0.5 * (f - 1) * p if n in "yx" else 0.0 for n in names]
+            translations.append(shift if a.level else None)
+        # the models of the group's attributes (Image.new would also model the arrays, but
+        # in ome-zarr-models 1.7 its 0.4 Image fails to validate once the 0.5 one has been
+        # used in the process; the arrays are checked against these attributes in the tests)
+        multiscale = Multiscale(
+            axes=tuple(axes),
+            datasets=tuple(
+                Dataset.build(path=a.name, scale=sc, translation=tr)
+                for a, sc, tr in zip(arrays, scales, translations, strict=True)
+            ),
+            name="mosaic",
+            type="mean",  # 2x2 block means, rounded to nearest for integers
+        )
+        if self.version == "0.5":
+            model = ImageAttrs(multiscales=[multiscale], version="0.5")
+            attrs = {"ome": model.model_dump(mode="json", exclude_none=True)}
+        else:
+            model = ImageAttrs(multiscales=[multiscale])  # type: ignore[call-arg]
+            attrs = model.model_dump(mode="json", exclude_none=True)
+        omero = Omero.model_validate(self._omero(arrays, meta, names, windows))
+        block = attrs["ome"] if self.version == "0.5" else attrs
+        block["omero"] = omero.model_dump(mode="json", exclude_none=True)
+        attrs[LAZYSTITCH_ATTR] = run
+        return attrs
+
+    def _omero(
+        self,
+        arrays: list[ArraySpec],
+        meta: Metadata,
+        names: str,
+        windows: list[tuple[float, float]] | None,
+    ) -> dict[str, Any]:
+        dtype = np.dtype(arrays[0].dtype)
+        if np.issubdtype(dtype, np.integer):
+            lo, hi = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
+        else:
+            lo, hi = 0.0, 1.0
+        n = arrays[0].shape[0] if "c" in names else 1
+        labels = list(meta.channels or ()) or [f"channel {i}" for i in range(n)]
+        windows = windows or [(lo, hi)] * n
+        return {
+            "channels": [
+                {
+                    "label": labels[i],
+                    "color": _COLORS[i % len(_COLORS)] if n > 1 else "FFFFFF",
+                    "window": {"min": lo, "max": hi, "start": windows[i][0], "end": windows[i][1]},
+                    "active": True,
+                }
+                for i in range(n)
+            ],
+            "rdefs": {"model": "color" if n > 1 else "greyscale"},
+        }
