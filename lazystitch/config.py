@@ -263,14 +263,16 @@ class FusionOptions(_Model):
 class WriteOptions(_Model):
     path: Path = Field(
         description="Output: FILE.h5 (plain HDF5), FILE.xml (BigDataViewer XML, with its "
-        "FILE.h5 beside it) or DIR.ome.zarr (OME-Zarr, a folder)."
+        "FILE.h5 beside it), DIR.ome.zarr (OME-Zarr, a folder) or FILE.ome.tif (pyramidal "
+        "OME-TIFF)."
     )
-    format: Literal["auto", "hdf5", "bdv", "ome-zarr"] = Field(
+    format: Literal["auto", "hdf5", "bdv", "ome-zarr", "ome-tiff"] = Field(
         "auto",
         description="hdf5: the mosaic at /mosaic, its levels beside it. bdv: BigDataViewer "
         "XML + HDF5 (Fiji, BigStitcher). ome-zarr: OME-NGFF (napari, neuroglancer, MoBIE, "
-        "Fiji's OME-Zarr reader). auto: bdv for an output ending in .xml, ome-zarr for one "
-        "ending in .zarr, else hdf5.",
+        "Fiji's OME-Zarr reader). ome-tiff: tiled, the levels as SubIFDs (QuPath, ASHLAR users); "
+        "none or gzip compression. auto: bdv for an output ending in .xml, ome-zarr for .zarr, "
+        "ome-tiff for .ome.tif, else hdf5.",
     )
     ome_zarr_version: Literal["0.5", "0.4"] = Field(
         "0.5",

@@ -9,6 +9,7 @@ import time
 import h5py
 import numpy as np
 import pytest
+import tifffile
 import zarr
 
 from lazystitch.testing import make_tiles
@@ -30,6 +31,10 @@ def _durable_chunks(paths, mode):
 def _levels(path):
     """Every level of a plain HDF5, BigDataViewer (every setup) or OME-Zarr output, by name
     (with its stored chunk count, and whether it is virtual)."""
+    if path.name.endswith(".tif"):  # its pyramid: SubIFDs, as tifffile reads them
+        with tifffile.TiffFile(path) as tif:
+            levels = tif.series[0].levels
+            return {str(k): (lv.asarray(), len(lv.pages), False) for k, lv in enumerate(levels)}
     if path.is_dir():
         group = zarr.open_group(path, mode="r")
         return {
@@ -51,9 +56,9 @@ def _levels(path):
     ("mode", "trial", "fmt"),
     [("single", 0, "h5"), ("single", 1, "h5"), ("shards", 2, "h5"), ("single", 3, "xml"),
      ("shards", 4, "xml"), ("single", 5, "ome.zarr"), ("single", 6, "ome.zarr"),
-     ("single", 7, "ome.zarr")],
+     ("single", 7, "ome.zarr"), ("single", 8, "ome.tif")],
     ids=["single-0", "single-1", "shards", "bdv", "bdv-channels-shards", "ome-zarr-0.5",
-         "ome-zarr-0.5-sharded", "ome-zarr-0.4"],
+         "ome-zarr-0.5-sharded", "ome-zarr-0.4", "ome-tiff"],
 )  # fmt: skip
 def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, stitch_command):
     channels = {"lead": (2,), "axes": "CYX"} if trial == 4 else {}  # a BDV setup per channel
@@ -62,8 +67,11 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, sti
         **channels,
     )  # fmt: skip
     out = tmp_path / f"m.{fmt}"
-    zarr_out = fmt == "ome.zarr"
+    zarr_out, tiff_out = fmt == "ome.zarr", fmt == "ome.tif"
+    # the files of the run: an OME-TIFF's pyramid is journaled in OUT.partial.levels.h5
     paths = OutputPaths(out if zarr_out else tmp_path / "m.h5")
+    if tiff_out:
+        paths = OutputPaths(OutputPaths(out).levels)
     zarr_args = {5: (), 6: ("--shard", "4,4"), 7: ("--ome-zarr-version", "0.4")}.get(trial, ())
     run = (*TWO_WORKERS, "--write-mode", mode, "--pixel-size", "0.5", *zarr_args)
     if not zarr_out:
@@ -102,7 +110,7 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, sti
     assert summary["write_mode"] == mode
     assert summary["chunks_written"] + summary["chunks_skipped"] == summary["chunks_total"]
     assert summary["chunks_written"] < summary["chunks_total"]
-    assert not paths.leftovers()
+    assert not paths.leftovers() and not OutputPaths(out).leftovers()
 
     clean = tmp_path / f"clean.{fmt}"
     ref = subprocess.run(
@@ -112,7 +120,17 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, sti
         timeout=300,
     )
     assert ref.returncode == 0, ref.stderr
-    got, want = _levels(paths.final), _levels(clean if zarr_out else tmp_path / "clean.h5")
+    if tiff_out:  # the pyramid is converted and removed
+        assert not paths.final.exists() and sorted(os.listdir(tmp_path)) == [
+            "clean.ome.tif",
+            "m.ome.tif",
+            "tiles",
+        ]
+        paths = OutputPaths(out)
+    got, want = (
+        _levels(paths.final),
+        _levels(clean if zarr_out or tiff_out else tmp_path / "clean.h5"),
+    )
     assert list(got) == list(want) and len(got) > 1  # the pyramid too
     for name, (data, n_chunks, virtual) in got.items():
         np.testing.assert_array_equal(data, want[name][0], err_msg=name)

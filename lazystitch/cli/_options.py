@@ -148,7 +148,7 @@ STITCH_FLAGS = (
     Flag("--register", "registration.enabled"),
     *REGISTER_FLAGS,
     Flag("--blend", "fusion.blend"),
-    Flag("--out", "output.path", "FILE.h5|FILE.xml|DIR.ome.zarr"),
+    Flag("--out", "output.path", "FILE.h5|FILE.xml|DIR.ome.zarr|FILE.ome.tif"),
     Flag("--format", "output.format"),
     Flag("--ome-zarr-version", "output.ome_zarr_version"),
     Flag("--pyramid", "output.pyramid"),

@@ -74,12 +74,26 @@ class OutputPaths:
         """Folder of the shard files a finished ``virtual`` output reads from."""
         return self._beside(".shards")
 
-    def leftovers(self) -> list[Path]:
-        """What an interrupted run left (the final output's own shard folder is not one)."""
+    @property
+    def levels(self) -> Path:
+        """The pyramid an OME-TIFF output is converted from (``_format_ometiff``)."""
+        return self._beside(".partial.levels.h5")
+
+    def _run_files(self) -> list[Path]:
         found = [self.partial, self.journal, self.prev, self.prev_journal, self.shards]
         if not self.final.exists():
             found.append(self.virtual_shards)  # a virtual run that died while finishing
         return [p for p in found if p.exists()]
+
+    def leftovers(self) -> list[Path]:
+        """What an interrupted run left (the final output's own shard folder is not one; an
+        OME-TIFF's complete pyramid, not yet converted, is)."""
+        levels = OutputPaths(self.levels)
+        return [
+            *self._run_files(),
+            *levels._run_files(),
+            *([self.levels] if self.levels.exists() else []),
+        ]
 
 
 def remove(path: Path) -> None:

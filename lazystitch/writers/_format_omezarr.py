@@ -299,6 +299,7 @@ class OmeZarr:
             ),
             name="mosaic",
             type="mean",  # 2x2 block means, rounded to nearest for integers
+            **({} if self.version == "0.5" else {"version": "0.4"}),  # 0.4: MUST
         )
         if self.version == "0.5":
             model = ImageAttrs(multiscales=[multiscale], version="0.5")

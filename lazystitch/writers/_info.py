@@ -99,6 +99,98 @@ def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
                 for a in header_arrays(run)
             ] if "arrays" in run else []  # fmt: skip
             info["pixel_size_um"] = run.get("pixel_size")
+        if "channels" in attrs:
+            info["channels"] = [str(c) for c in np.atleast_1d(attrs["channels"])]
+    return info
+
+
+def _journal_progress(journal: Path, info: dict[str, Any]) -> None:
+    """Chunks durably written so far by a partial run, from its journal."""
+    try:
+        header, records = read_journal(journal)
+    except (ValueError, OSError):
+        return
+    info["chunks_written"], info["chunks_total"] = len(records), _total(header)
+
+
+def _zarr_info(path: Path, paths: OutputPaths) -> dict[str, Any]:
+    """An OME-Zarr output (or its partial folder): levels, chunks, pixel size, channels."""
+    import zarr
+
+    src = path if path.exists() else paths.partial
+    if not src.exists():
+        raise FileNotFoundError(f"{path} does not exist (and no partial run {paths.partial})")
+    try:
+        group = zarr.open_group(src, mode="r")
+    except (OSError, ValueError, FileNotFoundError) as exc:
+        raise OutputTargetError(f"{src} is not a Zarr group: {exc}") from None
+    attrs: dict[str, Any] = dict(group.attrs.asdict())
+    ours = attrs.get("lazystitch")
+    if not isinstance(ours, dict) or "run" not in ours:
+        raise OutputTargetError(f"{src} is not a lazystitch output (no 'lazystitch' attribute)")
+    run = ours["run"]
+    ome: dict[str, Any] = attrs.get("ome", attrs)
+    version = ome.get("version") or ome["multiscales"][0].get("version")
+    levels = []
+    for a in header_arrays(run):
+        arr: Any = group[a.name]
+        entry = {"name": a.name, "shape": list(arr.shape), "chunks": list(arr.chunks)}
+        if getattr(arr, "shards", None):
+            entry["shards"] = list(arr.shards)
+        levels.append(entry)
+    info: dict[str, Any] = {
+        "path": str(src),
+        "state": "complete" if src == path and ours.get("complete") else "partial",
+        "format": f"ome-zarr {version} (Zarr v{group.metadata.zarr_format})",
+        "shape": run["shape"],
+        "dtype": run["dtype"],
+        "chunks": levels[0]["chunks"],
+        "compression": run["compression"],
+        "levels": levels,
+        "pixel_size_um": run.get("pixel_size"),
+        "channels": [c.get("label") for c in ome.get("omero", {}).get("channels", [])],
+    }
+    if info["state"] == "partial":
+        _journal_progress(paths.journal, info)
+        info["hint"] = "continue it with --resume, or start over with --overwrite"
+    return info
+
+
+def _tiff_info(path: Path) -> dict[str, Any]:
+    """A pyramidal OME-TIFF output: its levels, tiles, compression and OME pixel metadata."""
+    import ome_types
+    import tifffile
+
+    from lazystitch.writers._format_ometiff import tiff_header
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            first = tif.pages.first
+            ome = ome_types.from_xml(tif.ome_metadata) if tif.is_ome else None
+            tile = [first.tilelength, first.tilewidth] if first.is_tiled else None
+            levels = [
+                {"name": str(k), "shape": list(lv.shape), "chunks": tile}
+                for k, lv in enumerate(series.levels)
+            ]
+            info: dict[str, Any] = {
+                "path": str(path),
+                "state": "complete" if tiff_header(path) is not None else "not a lazystitch output",
+                "format": "ome-tiff" if ome is not None else "tiff",
+                "shape": list(series.shape),
+                "dtype": str(series.dtype),
+                "axes": series.axes,
+                "chunks": tile,
+                "compression": first.compression.name.lower(),
+                "levels": levels,
+            }
+    except (OSError, tifffile.TiffFileError) as exc:
+        raise OutputTargetError(f"{path} cannot be read as TIFF: {exc}") from None
+    if ome is not None:
+        pixels = ome.images[0].pixels
+        info["pixel_size_um"] = pixels.physical_size_x
+        if any(c.name for c in pixels.channels):
+            info["channels"] = [c.name for c in pixels.channels]
     return info
 
 
@@ -144,6 +236,20 @@ def describe_output(path: str | os.PathLike, dataset: str | None = None) -> dict
     if path.name.endswith(".partial"):
         path = path.with_name(path.name[: -len(".partial")])
     paths = OutputPaths(path)
+    if path.is_dir() or path.name.lower().endswith(".zarr"):
+        return _zarr_info(path, paths)
+    if path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        if path.exists():
+            return _tiff_info(path)
+        if paths.levels.exists() or OutputPaths(paths.levels).leftovers():
+            info = describe_output(paths.levels, dataset)  # the pyramid, not yet a TIFF
+            return {
+                **info,
+                "state": "partial",
+                "format": "ome-tiff",
+                "path": str(paths.levels),
+                "hint": "continue it with --resume, or start over with --overwrite",
+            }
     if path.exists():
         info = _dataset_info(path, dataset)
         info["state"] = "complete" if info.pop("complete") else "incomplete"
@@ -160,14 +266,7 @@ def describe_output(path: str | os.PathLike, dataset: str | None = None) -> dict
         info.pop("complete", None)
     except (OSError, KeyError, ValueError) as exc:
         info["error"] = f"cannot open the partial file: {str(exc).splitlines()[0]}"
-    journal = paths.journal if src == paths.partial else paths.prev_journal
-    if journal.exists():
-        try:
-            header, records = read_journal(journal)
-        except (ValueError, OSError):
-            header, records = None, {}
-    if journal.exists() and header is not None:
-        info["chunks_written"], info["chunks_total"] = len(records), _total(header)
+    _journal_progress(paths.journal if src == paths.partial else paths.prev_journal, info)
     info["hint"] = "continue it with --resume, or start over with --overwrite"
     return info
 

@@ -41,6 +41,7 @@ from lazystitch.writers._files import (
 from lazystitch.writers._format import Format, HDF5Format, Metadata
 from lazystitch.writers._format_bdv import BigDataViewer
 from lazystitch.writers._format_hdf5 import PlainHDF5
+from lazystitch.writers._format_ometiff import TILE, OmeTiff, tiff_header
 from lazystitch.writers._format_omezarr import OmeZarr, ZarrCodec
 from lazystitch.writers._locks import output_lock
 from lazystitch.writers._plan import (
@@ -70,7 +71,7 @@ ProgressFn = Callable[[int, int], None]
 GROUP_BYTES = 16 << 20
 """Chunk bytes per cluster task (a group of units): measured on 14 x 14 tiles of 2048^2, groups
 of 96 MB gave no faster run than 16 MB and 2.5 times the peak memory of a 4 x 4 job."""
-FORMATS = ("hdf5", "bdv", "ome-zarr")
+FORMATS = ("hdf5", "bdv", "ome-zarr", "ome-tiff")
 
 
 def output_format(
@@ -81,17 +82,26 @@ def output_format(
     shard: tuple[int, ...] | None = None,
 ) -> Format:
     """The format named, or the one an output's name implies (``*.xml``: BigDataViewer,
-    ``*.zarr``: OME-Zarr, else plain HDF5). ``shard`` is OME-Zarr's Zarr v3 sharding (shards
-    of that many storage chunks); the HDF5 formats take it in the shard write modes."""
+    ``*.zarr``: OME-Zarr, ``*.ome.tif[f]``: OME-TIFF, else plain HDF5). ``shard`` is
+    OME-Zarr's Zarr v3 sharding (shards of that many storage chunks); the HDF5 formats take
+    it in the shard write modes."""
     name = Path(path).name.lower()
     if fmt in (None, "auto"):
-        fmt = "bdv" if name.endswith(".xml") else "ome-zarr" if name.endswith(".zarr") else "hdf5"
+        by_suffix = {
+            ".xml": "bdv",
+            ".zarr": "ome-zarr",
+            ".ome.tif": "ome-tiff",
+            ".ome.tiff": "ome-tiff",
+        }
+        fmt = next((f for s, f in by_suffix.items() if name.endswith(s)), "hdf5")
     if fmt == "hdf5":
         return PlainHDF5()
     if fmt == "bdv":
         return BigDataViewer()
     if fmt == "ome-zarr":
         return OmeZarr(ome_zarr_version, shard)
+    if fmt == "ome-tiff":
+        return OmeTiff()
     raise ConfigError(f"output.format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -255,6 +265,15 @@ def write_hdf5(
     codec = codec if isinstance(codec, ChunkCodec) else ChunkCodec.parse(codec)
     mode = WriteMode(mode)
     fmt = output_format(path, format, ome_zarr_version=ome_zarr_version, shard=shard)
+    if isinstance(fmt, OmeTiff):  # the core writes the pyramid, then it becomes a TIFF
+        fmt.check(tuple(mosaic.shape), mosaic.dtype, codec)
+        levels_run = {
+            "dataset": "mosaic", "chunks": chunks, "attrs": attrs, "fingerprint": fingerprint,
+            "progress": progress, "mode": mode, "shard": shard, "batch_bytes": batch_bytes,
+            "batch_seconds": batch_seconds, "levels": levels, "pixel_size": pixel_size,
+            "channels": channels, "axes": axes,
+        }  # fmt: skip
+        return _write_tiff(mosaic, Path(path), fmt, codec, inputs, overwrite, resume, levels_run)
     zarr_out = fmt.container == "zarr"
     if zarr_out and mode is not WriteMode.single:
         raise ConfigError(
@@ -272,26 +291,11 @@ def write_hdf5(
     paths = check_output(
         data_path, overwrite=overwrite, resume=resume, inputs=inputs_, folder=zarr_out
     )
-    chunks = storage_chunks(tuple(mosaic.shape), chunks)
-    check_chunk_count(tuple(mosaic.shape), chunks, mosaic.dtype.itemsize)
-    arrays = plan_arrays(
-        fmt, dataset, tuple(mosaic.shape), mosaic.dtype, chunks, levels, channels=n_channels
-    )
-    if mode is WriteMode.virtual and any(a.split for a in arrays):
-        raise ConfigError(
-            f"output.write_mode: virtual cannot store the {fmt.name} format's channels as "
-            "datasets of their own; use single or shards"
-        )
+    chunks, arrays, shard, header = _plan_run(
+        mosaic, fmt, dataset, chunks, levels, n_channels, codec, fingerprint, mode, shard,
+        pixel_size,
+    )  # fmt: skip
     enc = fmt.encoder(codec, chunks) if isinstance(fmt, OmeZarr) else codec
-    shard = None if mode is WriteMode.single else shard_shape(mosaic.ndim, shard)
-    header = run_header(
-        arrays,
-        layout=fmt.name,
-        codec=str(codec),
-        fingerprint=fingerprint,
-        shard=shard,
-        pixel_size=pixel_size,
-    )
     meta = Metadata(
         pixel_size, attrs or {}, str(mosaic.dtype), tuple(channels) if channels else None, axes
     )
@@ -336,6 +340,106 @@ def write_hdf5(
             )  # fmt: skip
         fmt.write_companions(out, arrays, meta)
     return result(written, skipped)
+
+
+def _plan_run(
+    mosaic: Mosaic,
+    fmt: Format,
+    dataset: str,
+    chunks: tuple[int, ...] | None,
+    levels: int | str | None,
+    n_channels: int,
+    codec: ChunkCodec,
+    fingerprint: str | dict[str, Any],
+    mode: WriteMode,
+    shard: tuple[int, ...] | None,
+    pixel_size: float | None,
+) -> tuple[tuple[int, ...], list[ArraySpec], tuple[int, ...] | None, dict]:
+    """A run's storage chunks, arrays, shard shape (the shard write modes) and header."""
+    shape = tuple(mosaic.shape)
+    chunks = storage_chunks(shape, chunks)
+    check_chunk_count(shape, chunks, mosaic.dtype.itemsize)
+    arrays = plan_arrays(fmt, dataset, shape, mosaic.dtype, chunks, levels, channels=n_channels)
+    if mode is WriteMode.virtual and any(a.split for a in arrays):
+        raise ConfigError(
+            f"output.write_mode: virtual cannot store the {fmt.name} format's channels as "
+            "datasets of their own; use single or shards"
+        )
+    shard = None if mode is WriteMode.single else shard_shape(mosaic.ndim, shard)
+    header = run_header(
+        arrays,
+        layout=fmt.name,
+        codec=str(codec),
+        fingerprint=fingerprint,
+        shard=shard,
+        pixel_size=pixel_size,
+    )
+    return chunks, arrays, shard, header
+
+
+def _write_tiff(
+    mosaic: Mosaic,
+    out: Path,
+    fmt: OmeTiff,
+    codec: ChunkCodec,
+    inputs: Sequence[str | os.PathLike],
+    overwrite: bool,
+    resume: bool,
+    levels_run: dict[str, Any],
+) -> WriteResult:
+    """The OME-TIFF: the pyramid through the core into ``OUT.partial.levels.h5`` (journaled,
+    resumable), then converted into ``OUT.partial`` and renamed to ``OUT`` (see
+    ``_format_ometiff``)."""
+    t0 = time.perf_counter()
+    inputs_ = [Path(p) for p in inputs]
+    paths = check_output(out, overwrite=overwrite, resume=resume, inputs=inputs_)
+    levels_file = fmt.levels_path(paths.final)
+    check_output(levels_file, overwrite=overwrite, resume=resume, inputs=inputs_)
+    run = levels_run
+    mode = WriteMode(run["mode"])
+    n_channels = len(run["channels"] or ())
+    _, arrays, _, levels_header = _plan_run(
+        mosaic, PlainHDF5(), "mosaic", run["chunks"], run["levels"], n_channels,
+        ChunkCodec(), run["fingerprint"], mode, run["shard"], run["pixel_size"],
+    )  # fmt: skip
+    header = {**levels_header, "tiff": str(codec)}
+
+    def result(written: int, skipped: int) -> WriteResult:
+        return WriteResult(
+            paths.final, "0", tuple(mosaic.shape), str(mosaic.dtype), arrays[0].chunks,
+            str(codec), sum(a.n_chunks for a in arrays), written, skipped,
+            time.perf_counter() - t0, mode.value, fmt.name,
+            [{"name": str(a.level), "shape": list(a.shape), "chunks": [TILE] * 2} for a in arrays],
+            [str(paths.final)],
+        )  # fmt: skip
+
+    with output_lock(paths.final):
+
+        def matches() -> bool:
+            old = tiff_header(paths.final)
+            return old is not None and not differences(old, header)
+
+        if refuse_clobber(paths, overwrite=overwrite, resume=resume, final_matches=matches):
+            remove(levels_file)  # a crash came after the rename: the TIFF is complete
+            return result(0, sum(a.n_chunks for a in arrays))
+        res = write_hdf5(
+            mosaic, levels_file, codec="none", overwrite=overwrite, resume=resume,
+            inputs=inputs, format="hdf5", **levels_run,
+        )  # fmt: skip
+        channels = levels_run["channels"]
+        meta = Metadata(
+            levels_run["pixel_size"], {}, str(mosaic.dtype),
+            tuple(channels) if channels else None, levels_run["axes"],
+        )  # fmt: skip
+        paths.partial.unlink(missing_ok=True)
+        try:
+            fmt.convert(levels_file, "mosaic", paths.partial, meta, codec, header)
+        except BaseException:
+            paths.partial.unlink(missing_ok=True)  # the complete levels stay, for --resume
+            raise
+        durable_replace(paths.partial, paths.final)
+        remove(levels_file)
+    return result(res.chunks_written, res.chunks_skipped)
 
 
 def _already_complete(paths: OutputPaths, header: dict, *, overwrite: bool, resume: bool) -> bool:

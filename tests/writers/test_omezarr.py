@@ -11,7 +11,7 @@ from ome_zarr_models.v04.image import Image as Image04
 from ome_zarr_models.v05.image import Image as Image05
 
 from lazystitch.errors import ConfigError, OutputExistsError, OutputTargetError
-from lazystitch.writers import write_hdf5
+from lazystitch.writers import describe_output, write_hdf5
 
 CHANNELS = ["DAPI", "GFP", "RFP"]
 
@@ -52,6 +52,8 @@ def test_ome_zarr_validates_and_every_reader_sees_the_pyramid(
     image = (Image05 if version == "0.5" else Image04).from_zarr(group)  # validates
     ome = image.attributes.ome if version == "0.5" else image.attributes
     (ms,) = ome.multiscales
+    if version == "0.4":
+        assert ms.version == "0.4"  # a MUST of 0.4 (0.5 has it once, on the "ome" block)
     assert [a.name for a in ms.axes] == ["c", "y", "x"]
     assert [a.type for a in ms.axes] == ["channel", "space", "space"]
     assert ms.axes[2].unit == "micrometer" and ms.axes[0].unit is None
@@ -86,6 +88,10 @@ def test_ome_zarr_validates_and_every_reader_sees_the_pyramid(
         assert window == list(np.percentile(values, [0.1, 99.9], method="nearest"))
         assert ch["window"]["max"] == 65535
         assert len(ch["color"]) == 6
+    info = describe_output(out)
+    assert info["state"] == "complete" and info["format"].startswith(f"ome-zarr {version}")
+    assert info["channels"] == CHANNELS and info["pixel_size_um"] == 0.65
+    assert [lv["shape"] for lv in info["levels"]] == [list(w.shape) for w in want]
     assert node.metadata["channel_names"] == CHANNELS  # as napari-ome-zarr names the layers
     assert [list(w) for w in node.metadata["contrast_limits"]] == [
         [c["window"]["start"], c["window"]["end"]] for c in omero["channels"]
