@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from lazystitch.writers._codec import ChunkCodec
-from lazystitch.writers._files import COMPLETE_ATTR, LIBVER, create_array
+from lazystitch.writers._files import LIBVER, create_array, mark_complete
 from lazystitch.writers._format import HDF5Format, Metadata
 from lazystitch.writers._journal import ChunkRecord, Journal
 from lazystitch.writers._plan import ArraySpec, Unit
@@ -77,7 +77,7 @@ class ChunkFile:
         batch_bytes: int,
         batch_seconds: float,
     ) -> None:
-        self.arrays = arrays
+        self.arrays, self.meta = arrays, meta
         self.batch_bytes, self.batch_seconds = batch_bytes, batch_seconds
         self.file, self.datasets = create_output_file(path, arrays, header, codec, fmt, meta)
         self._sync_file()
@@ -154,7 +154,7 @@ class ChunkFile:
     def close_complete(self) -> None:
         """Commit, mark level 0 complete and close (the caller renames the file into place)."""
         self.commit()
-        self.datasets[0][0].attrs[COMPLETE_ATTR] = True
+        mark_complete(self.datasets, self.arrays, bool(self.meta.channels), self.meta.dtype)
         self.file.close()
 
     def abort(self) -> None:

@@ -28,10 +28,11 @@ def contrast_level(shapes: list[tuple[int, ...]], channels: bool) -> int:
     return len(shapes) - 1
 
 
-def contrast_windows(level: Any, channels: bool) -> list[tuple[float, float]]:
+def contrast_windows(level: Any, channels: bool, dtype: Any = None) -> list[tuple[float, float]]:
     """Per channel (the first axis, if ``channels``) the 0.1 and 99.9 percentiles of
     ``level`` (an array-like: h5py or zarr), read with a stride that keeps the sample to
-    :data:`SAMPLE_PIXELS`. Zero pixels (outside every tile) are left out.
+    :data:`SAMPLE_PIXELS`. Zero pixels (outside every tile) are left out. ``dtype``: the
+    pixel type the stored bits are read as (BigDataViewer's uint16 stored as int16).
 
     Examples
     --------
@@ -48,6 +49,8 @@ def contrast_windows(level: Any, channels: bool) -> list[tuple[float, float]]:
         rest = len(shape) - len(lead)
         sel = lead + (slice(None),) * (rest - 2) + (slice(None, None, step),) * 2
         values = np.asarray(level[sel]).ravel()
+        if dtype is not None:
+            values = values.view(dtype)
         values = values[values != 0]
         if values.size == 0:
             out.append((0.0, 1.0))

@@ -18,6 +18,7 @@ from lazystitch.writers._plan import ArraySpec
 
 __all__ = [
     "COMPLETE_ATTR",
+    "CONTRAST_ATTR",
     "LIBVER",
     "RUN_ATTR",
     "VIRTUAL_LIBVER",
@@ -29,11 +30,13 @@ __all__ = [
     "final_header",
     "fsync_path",
     "header_arrays",
+    "mark_complete",
     "missing_sources",
     "remove",
 ]
 
 COMPLETE_ATTR = "lazystitch_complete"
+CONTRAST_ATTR = "lazystitch_contrast"  # per channel (low, high): the viewers' contrast limits
 RUN_ATTR = "lazystitch_run"
 LIBVER = ("v108", "v108")  # HDF5 >= 1.8 can read it; allows attributes > 64 KiB (tile tables)
 VIRTUAL_LIBVER = ("v110", "v110")  # virtual datasets need HDF5 >= 1.10
@@ -212,6 +215,24 @@ def create_array(
         ds.attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
         ds.attrs[COMPLETE_ATTR] = False
     return ds
+
+
+def mark_complete(
+    datasets: list[list[h5py.Dataset]], arrays: list[ArraySpec], channels: bool, dtype: str
+) -> None:
+    """Record the contrast windows (from the finest level small enough to read whole) and
+    mark level 0 complete: the last writes into a finished HDF5 output, before its rename.
+    ``datasets[k]``: level k's datasets (one, or one per plane of a split array);
+    ``channels``: whether the first axis is a channel axis; ``dtype``: the mosaic's."""
+    from lazystitch.writers._contrast import contrast_level, contrast_windows
+
+    k = contrast_level([a.shape for a in arrays], channels)
+    if arrays[k].split:
+        windows = [contrast_windows(ds, False, dtype)[0] for ds in datasets[k]]
+    else:
+        windows = contrast_windows(datasets[k][0], channels, dtype)
+    datasets[0][0].attrs[CONTRAST_ATTR] = np.array(windows, dtype=np.float64)
+    datasets[0][0].attrs[COMPLETE_ATTR] = True
 
 
 def header_arrays(header: dict) -> list[ArraySpec]:

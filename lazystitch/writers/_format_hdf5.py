@@ -63,7 +63,9 @@ class PlainHDF5:
         return None
 
     def level_attrs(self, arrays: list[ArraySpec], meta: Metadata) -> dict[str, Any]:
+        names = {"channels": np.array(meta.channels, dtype=object)} if meta.channels else {}
         return {
+            **names,
             **meta.attrs,
             "lazystitch_levels": np.array([a.name for a in arrays], dtype=object),
             "lazystitch_level_factors": np.array(

@@ -48,6 +48,7 @@ from lazystitch.writers._files import (
     create_array,
     durable_replace,
     header_arrays,
+    mark_complete,
     remove,
 )
 from lazystitch.writers._format import HDF5Format, Metadata
@@ -252,7 +253,7 @@ def _assemble(
                     f"chunk {glob} in shard {bad} does not verify (size, CRC-32 or filter mask "
                     "changed); the shard was removed, to be computed again"
                 )
-        datasets[0][0].attrs[COMPLETE_ATTR] = True
+        mark_complete(datasets, arrays, bool(meta.channels), meta.dtype)
     return copied
 
 
@@ -387,7 +388,7 @@ def _finish_virtual(
         for name, value in fmt.level_attrs(arrays, meta).items():
             datasets[0].attrs[name] = value
         datasets[0].attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
-        datasets[0].attrs[COMPLETE_ATTR] = True
+        mark_complete([[d] for d in datasets], arrays, bool(meta.channels), meta.dtype)
     durable_replace(paths.partial, paths.final)
 
 
