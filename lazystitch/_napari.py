@@ -32,24 +32,12 @@ def _hdf5_of(path: str) -> Path | None:
     return p
 
 
-def _run_dataset(f: Any) -> Any:
-    """The dataset carrying the run header (level 0), or None."""
-    from lazystitch.writers._files import RUN_ATTR
-
-    found: list[Any] = []
-
-    def visit(name: str, obj: Any) -> None:
-        if not found and hasattr(obj, "shape") and RUN_ATTR in obj.attrs:
-            found.append(obj)
-
-    f.visititems(visit)
-    return found[0] if found else None
-
-
 def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None:
     """npe2 reader hook: :func:`read_layers` for a complete lazystitch HDF5/BDV output, else
     None (napari then asks the next reader)."""
     import h5py
+
+    from lazystitch.writers._files import run_dataset
 
     if isinstance(path, list):
         if len(path) != 1:
@@ -60,7 +48,7 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None
         return None
     try:
         with h5py.File(h5, "r") as f:
-            ds = _run_dataset(f)
+            ds = run_dataset(f)
             if ds is None or not bool(ds.attrs.get("lazystitch_complete", False)):
                 return None
     except OSError:
@@ -119,14 +107,15 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     """The output as napari layer data: ``[(levels, metadata, "image")]``."""
     import h5py
 
-    from lazystitch.writers._files import CONTRAST_ATTR, RUN_ATTR, header_arrays
+    from lazystitch.writers._files import CONTRAST_ATTR, RUN_ATTR, header_arrays, run_dataset
 
     if isinstance(path, list):
         (path,) = path
     h5 = _hdf5_of(str(path))
     assert h5 is not None
     with h5py.File(h5, "r") as f:
-        ds = _run_dataset(f)
+        ds = run_dataset(f)
+        assert ds is not None  # get_reader checked it
         run = json.loads(ds.attrs[RUN_ATTR])
         contrast = ds.attrs.get(CONTRAST_ATTR)
         channels = (

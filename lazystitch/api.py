@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from lazystitch._preview import preview_path, write_preview
 from lazystitch._version import __version__
 from lazystitch.cluster import JOBQUEUE_CLASSES, active_client
 from lazystitch.config import StitchConfig, load_config
-from lazystitch.errors import ConfigError, OutputExistsError, TileError, UnlinkedTilesError
+from lazystitch.errors import (
+    ConfigError,
+    LazystitchWarning,
+    OutputExistsError,
+    TileError,
+    UnlinkedTilesError,
+)
 from lazystitch.io import (
     Correction,
     Profile,
@@ -487,6 +495,23 @@ def _build(config: StitchConfig, tiles: TileSet, layout: Layout) -> LazyMosaic:
     return LazyMosaic(config, tiles, layout, plan, fused, registration)
 
 
+def _check_preview_path(config: StitchConfig, inputs: list[Path]) -> Path | None:
+    """Where the run's preview picture goes (None: no preview), refused before any work if
+    it is an input, or a file an earlier run left that is not to be replaced."""
+    out = config.output
+    assert out is not None
+    if not out.preview:
+        return None
+    path = check_output_target(
+        out.preview_path or preview_path(out.path), inputs=inputs, what="output.preview_path"
+    )
+    if path.exists() and not (out.overwrite or out.resume):
+        raise OutputExistsError(
+            f"preview {path} already exists; pass --overwrite to replace it, or --no-preview"
+        )
+    return path
+
+
 def stitch(
     config: StitchConfig | dict | str | Path,
     *,
@@ -551,6 +576,7 @@ def stitch(
     if config.registration.enabled:
         _check_registration(config, tiles)
     _check_flatfield_path(config, inputs)
+    preview = _check_preview_path(config, inputs)
     on_cluster = config.registration.enabled or config.tiles.flatfield == "estimate"
     job = None if on_cluster else _build(config, tiles, layout)
 
@@ -558,7 +584,7 @@ def stitch(
 
     def run() -> WriteResult:
         current = job or _build(config, tiles, layout)  # registration, estimates: on the cluster
-        return write_hdf5(
+        result = write_hdf5(
             current.fused,  # the graph alone: dask.array is not imported
             out.path,
             dataset=out.dataset,
@@ -579,6 +605,18 @@ def stitch(
             axes=tiles.axes,
             ome_zarr_version=out.ome_zarr_version,
         )
+        if preview is None:
+            return result
+        try:
+            write_preview(
+                result.out, result.format, [lv["shape"] for lv in result.levels],
+                channels is not None, current.layout.pixel_positions, current.layout.keys,
+                tiles.shape[-2:], preview,
+            )  # fmt: skip
+        except (OSError, ValueError) as exc:  # the mosaic is complete; only its picture failed
+            warnings.warn(f"could not write the preview {preview}: {exc}", LazystitchWarning, 2)
+            return result
+        return dataclasses.replace(result, files=[*result.files, str(preview)])
 
     job_bytes = sum(math.prod(a.shape) for a in arrays) * tiles.dtype.itemsize
     return _on_cluster(config, run, on_client, notify, job_bytes)

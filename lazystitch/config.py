@@ -280,6 +280,14 @@ class WriteOptions(_Model):
         "MoBIE and older tools).",
     )
     pyramid: bool = Field(True, description="Write a multiscale pyramid (2x2 block means).")
+    preview: bool = Field(
+        True,
+        description="Write a picture of the mosaic (from a level of at most 2048 px) with the "
+        "tiles' outlines and (row, col) once it is complete.",
+    )
+    preview_path: Path | None = Field(
+        None, description="Where the preview goes; default OUT.preview.png beside the output."
+    )
     levels: int | Literal["auto"] = Field(
         "auto",
         description="Pyramid levels in all, full resolution included: a number, or auto "

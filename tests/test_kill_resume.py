@@ -123,7 +123,9 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, sti
     if tiff_out:  # the pyramid is converted and removed
         assert not paths.final.exists() and sorted(os.listdir(tmp_path)) == [
             "clean.ome.tif",
+            "clean.ome.tif.preview.png",
             "m.ome.tif",
+            "m.ome.tif.preview.png",
             "tiles",
         ]
         paths = OutputPaths(out)

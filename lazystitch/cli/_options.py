@@ -152,6 +152,8 @@ STITCH_FLAGS = (
     Flag("--format", "output.format"),
     Flag("--ome-zarr-version", "output.ome_zarr_version"),
     Flag("--pyramid", "output.pyramid"),
+    Flag("--preview", "output.preview"),
+    Flag("--preview-path", "output.preview_path", "FILE.png", shown_default="OUT.preview.png"),
     Flag("--levels", "output.levels", "N|auto"),
     Flag("--dataset", "output.dataset", "NAME"),
     Flag("--chunks", "output.chunks", "Y,X", shown_default="1024,1024"),

@@ -33,6 +33,7 @@ __all__ = [
     "mark_complete",
     "missing_sources",
     "remove",
+    "run_dataset",
 ]
 
 COMPLETE_ATTR = "lazystitch_complete"
@@ -233,6 +234,18 @@ def mark_complete(
         windows = contrast_windows(datasets[k][0], channels, dtype)
     datasets[0][0].attrs[CONTRAST_ATTR] = np.array(windows, dtype=np.float64)
     datasets[0][0].attrs[COMPLETE_ATTR] = True
+
+
+def run_dataset(f: h5py.File) -> h5py.Dataset | None:
+    """The dataset of an HDF5 output that carries the run header (level 0), or None."""
+    found: list[h5py.Dataset] = []
+
+    def visit(name: str, obj: object) -> None:
+        if not found and isinstance(obj, h5py.Dataset) and RUN_ATTR in obj.attrs:
+            found.append(obj)
+
+    f.visititems(visit)
+    return found[0] if found else None
 
 
 def header_arrays(header: dict) -> list[ArraySpec]:

@@ -19,6 +19,7 @@ from lazystitch.writers._files import (
     header_arrays,
     missing_sources,
 )
+from lazystitch.writers._format_omezarr import is_zarr_output
 from lazystitch.writers._journal import read_journal
 from lazystitch.writers._plan import ArraySpec, chunk_counts
 from lazystitch.writers._shards import RECORDS_ATTR
@@ -236,7 +237,7 @@ def describe_output(path: str | os.PathLike, dataset: str | None = None) -> dict
     if path.name.endswith(".partial"):
         path = path.with_name(path.name[: -len(".partial")])
     paths = OutputPaths(path)
-    if path.is_dir() or path.name.lower().endswith(".zarr"):
+    if path.name.lower().endswith(".zarr") or is_zarr_output(path):
         return _zarr_info(path, paths)
     if path.name.lower().endswith((".ome.tif", ".ome.tiff")):
         if path.exists():

@@ -1,0 +1,113 @@
+"""A picture of a finished mosaic: ``OUT.preview.png`` from a coarse level of the output, with
+each tile's outline and its (row, col), so that a user sees the result (and a scrambled
+layout) without opening a viewer."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PREVIEW_SIDE", "preview_path", "read_level", "write_preview"]
+
+PREVIEW_SIDE = 2048  # the picture's long side is at most this many pixels
+_COLORS = ((255, 255, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255), (255, 0, 0), (0, 0, 255))
+
+
+def preview_path(out: Path) -> Path:
+    """``OUT.preview.png`` beside the output, e.g. ``m.h5.preview.png`` (the whole name: an
+    ``m.h5`` and an ``m.ome.zarr`` in one folder get pictures of their own)."""
+    return out.with_name(out.name + ".preview.png")
+
+
+def read_level(out: Path, fmt: str, level: int) -> np.ndarray:
+    """Pyramid level ``level`` of a complete output, in the mosaic's dtype and axes."""
+    if fmt == "ome-zarr":
+        import zarr
+
+        arr: Any = zarr.open_group(out, mode="r")[str(level)]
+        return np.asarray(arr[...])
+    if fmt == "ome-tiff":
+        import tifffile
+
+        with tifffile.TiffFile(out) as tif:
+            return tif.series[0].levels[level].asarray()
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    from lazystitch.writers._files import RUN_ATTR, header_arrays, run_dataset
+    from lazystitch.writers._format_bdv import bdv_paths
+
+    h5 = bdv_paths(out)[1] if fmt == "bdv" else out
+    with h5py.File(h5, "r") as f:
+        ds = run_dataset(f)
+        if ds is None:
+            raise ValueError(f"{h5} holds no lazystitch mosaic")
+        run = json.loads(ds.attrs[RUN_ATTR])
+        spec = header_arrays(run)[level]
+        planes = [f[spec.dataset_name(c)][...] for c in range(spec.planes)]
+        data = np.stack(planes) if spec.split else planes[0]
+        data = data.reshape(spec.shape)  # BDV's padded z axis of a 2-D mosaic
+        if fmt == "bdv" and data.dtype == np.int16 and "dataType" not in f["s00"].attrs:
+            data = data.view(np.uint16)
+    return data
+
+
+def _to_rgb(level: np.ndarray, channels: bool) -> np.ndarray:
+    """An 8-bit RGB picture: each channel stretched between its 0.1 and 99.9 percentiles
+    (pixels outside every tile, zero, left out) and coloured; other leading axes (z, t)
+    shown as their maximum."""
+    planes = level.reshape(-1, *level.shape[-2:]) if channels else None
+    if planes is None:
+        mip = level.reshape(-1, *level.shape[-2:]).max(axis=0) if level.ndim > 2 else level
+        planes = mip[None]
+    elif level.ndim > 3:
+        planes = level.reshape(level.shape[0], -1, *level.shape[-2:]).max(axis=1)
+    rgb = np.zeros((*planes.shape[-2:], 3), dtype=np.float64)
+    for c, plane in enumerate(planes):
+        values = plane[plane != 0]
+        lo, hi = np.percentile(values, [0.1, 99.9]) if values.size else (0.0, 1.0)
+        grey = np.clip((plane.astype(np.float64) - lo) / max(hi - lo, 1e-12), 0, 1)
+        color = np.array(_COLORS[c % len(_COLORS)] if len(planes) > 1 else (255, 255, 255))
+        rgb += grey[..., None] * color
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def write_preview(
+    out: Path,
+    fmt: str,
+    level_shapes: Sequence[Sequence[int]],
+    channels: bool,
+    positions: np.ndarray,
+    keys: Sequence[tuple[int, int]],
+    tile_yx: Sequence[int],
+    path: Path,
+) -> Path:
+    """Draw the finest level whose long side fits :data:`PREVIEW_SIDE` (else the coarsest),
+    with each tile's outline and (row, col), into ``path`` (written whole, then renamed).
+
+    ``positions``: each tile's top-left corner in level-0 pixels (y, x), in ``keys`` order.
+    """
+    from PIL import Image, ImageDraw
+
+    k = next(
+        (i for i, s in enumerate(level_shapes) if max(s[-2:]) <= PREVIEW_SIDE),
+        len(level_shapes) - 1,
+    )
+    rgb = _to_rgb(read_level(out, fmt, k), channels)
+    image = Image.fromarray(rgb, mode="RGB")
+    draw = ImageDraw.Draw(image)
+    f = 2**k
+    th, tw = tile_yx
+    for (y, x), (row, col) in zip(np.asarray(positions), keys, strict=True):
+        box = (x / f, y / f, (x + tw) / f - 1, (y + th) / f - 1)
+        draw.rectangle(box, outline=(255, 200, 0))
+        draw.text((box[0] + 3, box[1] + 2), f"({row}, {col})", fill=(255, 200, 0))
+    tmp = path.with_name(path.name + ".tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
