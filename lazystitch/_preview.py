@@ -14,7 +14,9 @@ import numpy as np
 
 __all__ = ["PREVIEW_SIDE", "preview_path", "read_level", "write_preview"]
 
-PREVIEW_SIDE = 2048  # the picture's long side is at most this many pixels
+PREVIEW_SIDE = 1024
+"""The picture's long side is at most this many pixels (measured on 8 x 8 tiles of 2048^2: a
+1870^2 picture took 2.2 s, 1.7 s of it PNG-encoding noisy pixels at the default level)."""
 _COLORS = ((255, 255, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255), (255, 0, 0), (0, 0, 255))
 
 
@@ -67,11 +69,11 @@ def _to_rgb(level: np.ndarray, channels: bool) -> np.ndarray:
         planes = mip[None]
     elif level.ndim > 3:
         planes = level.reshape(level.shape[0], -1, *level.shape[-2:]).max(axis=1)
-    rgb = np.zeros((*planes.shape[-2:], 3), dtype=np.float64)
+    rgb = np.zeros((*planes.shape[-2:], 3), dtype=np.float32)
     for c, plane in enumerate(planes):
         values = plane[plane != 0]
         lo, hi = np.percentile(values, [0.1, 99.9]) if values.size else (0.0, 1.0)
-        grey = np.clip((plane.astype(np.float64) - lo) / max(hi - lo, 1e-12), 0, 1)
+        grey = np.clip((plane.astype(np.float32) - lo) / max(hi - lo, 1e-12), 0, 1)
         color = np.array(_COLORS[c % len(_COLORS)] if len(planes) > 1 else (255, 255, 255))
         rgb += grey[..., None] * color
     return np.clip(rgb, 0, 255).astype(np.uint8)
@@ -108,6 +110,6 @@ def write_preview(
         draw.rectangle(box, outline=(255, 200, 0))
         draw.text((box[0] + 3, box[1] + 2), f"({row}, {col})", fill=(255, 200, 0))
     tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG")
+    image.save(tmp, format="PNG", compress_level=1)  # fast: a picture, not an archive
     os.replace(tmp, path)
     return path

@@ -282,7 +282,7 @@ class WriteOptions(_Model):
     pyramid: bool = Field(True, description="Write a multiscale pyramid (2x2 block means).")
     preview: bool = Field(
         True,
-        description="Write a picture of the mosaic (from a level of at most 2048 px) with the "
+        description="Write a picture of the mosaic (from a level of at most 1024 px) with the "
         "tiles' outlines and (row, col) once it is complete.",
     )
     preview_path: Path | None = Field(

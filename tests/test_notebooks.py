@@ -26,6 +26,17 @@ def test_notebook_runs(path):
 
         m = re.search(r"max error ([0-9.]+) px", outputs)
         assert m and float(m.group(1)) < 0.5
+    if path.name == "04_formats.ipynb":
+        assert "level 0 == the source image: True" in outputs
+        assert "level 1 == 2x2 block mean of level 0: True" in outputs
+        for fmt in ("bdv", "ome-zarr 0.5", "ome-zarr 0.4", "ome-tiff"):
+            assert f"{fmt}: every level == the plain HDF5 pyramid: True" in outputs
+        assert "napari level 2 == the plain HDF5 level 2: True" in outputs
+        assert "('x', 'space', 'micrometer')" in outputs
+        images = [
+            o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+        ]
+        assert images  # the preview picture
     if path.name == "05_inputs.ipynb":
         import re
 

@@ -38,6 +38,7 @@ def test_output_opens_as_a_lazy_multiscale_layer(
         da.from_array(bright, chunks=(1, 128, 128)), out, chunks=(64, 64), pixel_size=0.65,
         channels=CHANNELS, codec="gzip",
     )  # fmt: skip
+    PluginManager.instance().discover()  # what napari does when it starts
     monkeypatch.setattr(h5py.Dataset, "__getitem__", _refuse)  # building reads no pixel
     monkeypatch.setattr(h5py.Dataset, "read_direct", _refuse)
     ((levels, meta, kind),) = io_utils.read([str(out)], stack=False, plugin_name="lazystitch")
