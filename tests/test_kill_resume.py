@@ -72,7 +72,13 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, sti
     paths = OutputPaths(out if zarr_out else tmp_path / "m.h5")
     if tiff_out:
         paths = OutputPaths(OutputPaths(out).levels)
-    zarr_args = {5: (), 6: ("--shard", "4,4"), 7: ("--ome-zarr-version", "0.4")}.get(trial, ())
+    # OME-Zarr: uncompressed chunks (their bytes, no codec), or Zarr v3 shards of 4 x 4 gzip
+    # chunks (encoded through zarr-python), or 0.4
+    zarr_args = {
+        5: ("--compression", "none"),
+        6: ("--shard", "4,4"),
+        7: ("--ome-zarr-version", "0.4", "--compression", "none"),
+    }.get(trial, ())
     run = (*TWO_WORKERS, "--write-mode", mode, "--pixel-size", "0.5", *zarr_args)
     if not zarr_out:
         run += ("--shard", "4,4")  # OME-Zarr: Zarr v3 shards of 4 x 4 chunks in trial 6

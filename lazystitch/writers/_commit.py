@@ -25,7 +25,7 @@ from lazystitch.writers._format import HDF5Format, Metadata
 from lazystitch.writers._journal import ChunkRecord, Journal
 from lazystitch.writers._plan import ArraySpec, Unit
 
-__all__ = ["ChunkFile", "create_output_file"]
+__all__ = ["BackgroundSync", "ChunkFile", "create_output_file"]
 
 
 def create_output_file(
@@ -86,8 +86,7 @@ class ChunkFile:
         self.pending_bytes = 0
         self.last_sync = time.monotonic()
         self.written = 0
-        self._syncer: threading.Thread | None = None
-        self._sync_error: BaseException | None = None
+        self.syncer = BackgroundSync()
 
     def write(self, unit: Unit, data: Any, mask: int, crc32: int) -> None:
         array, index = unit
@@ -111,35 +110,20 @@ class ChunkFile:
         the fsync that starts after it makes them durable; chunks written meanwhile are in
         the next batch. The fsync no longer stalls the writing (measured: ~1 s of a 10 s
         job's writing thread went to two fsyncs per batch)."""
-        self._wait_for_sync()
+        self.syncer.wait()
         self.file.flush()
         records, self.pending, self.pending_bytes = self.pending, [], 0
         self.last_sync = time.monotonic()
-        fd = self.file.id.get_vfd_handle()
-        self._syncer = threading.Thread(
-            target=self._sync_and_journal, args=(fd, records), name="lazystitch-fsync", daemon=True
-        )
-        self._syncer.start()
+        self.syncer.start(self._sync_and_journal, self.file.id.get_vfd_handle(), records)
 
     def _sync_and_journal(self, fd: int, records: list[ChunkRecord]) -> None:
-        try:
-            os.fsync(fd)
-            self.journal.append(records)
-        except BaseException as exc:  # raised in the writing thread
-            self._sync_error = exc
-
-    def _wait_for_sync(self) -> None:
-        if self._syncer is not None:
-            self._syncer.join()
-            self._syncer = None
-        if self._sync_error is not None:
-            error, self._sync_error = self._sync_error, None
-            raise error
+        os.fsync(fd)
+        self.journal.append(records)
 
     def commit(self) -> None:
         """Make every chunk written so far durable, then journal it (waits for a batch being
         synced in the background first)."""
-        self._wait_for_sync()
+        self.syncer.wait()
         if not self.pending:
             return
         self._sync_file()
@@ -163,11 +147,45 @@ class ChunkFile:
             if self.file.id.valid:
                 self.commit()
         finally:
-            if self._syncer is not None:  # commit raised before it waited: never close under it
-                self._syncer.join()
+            self.syncer.join()  # commit raised before it waited: never close under it
             if self.file.id.valid:
                 self.file.close()
             self.journal.close()
+
+
+class BackgroundSync:
+    """Runs one durability step (fsync, then journal) at a time on a thread of its own; its
+    error is raised in the writing thread by the next :meth:`wait`."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, step: Any, *args: Any) -> None:
+        """Wait for the step in flight (raising its error), then start ``step(*args)``."""
+        self.wait()
+
+        def run() -> None:
+            try:
+                step(*args)
+            except BaseException as exc:  # raised in the writing thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="lazystitch-fsync", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Wait for the step in flight; raise its error, if any."""
+        self.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def join(self) -> None:
+        """Wait for the step in flight, keeping its error (never close a file under it)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 _STOP = object()

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from lazystitch.writers._commit import BackgroundSync
 from lazystitch.writers._contrast import contrast_level, contrast_windows
 from lazystitch.writers._files import (
     OutputPaths,
@@ -97,8 +97,7 @@ class ZarrChunkStore:
         self.last_sync = time.monotonic()
         self.written = len(kept)
         self._made_dirs: set[Path] = set()
-        self._syncer: threading.Thread | None = None
-        self._sync_error: BaseException | None = None
+        self.syncer = BackgroundSync()
 
     # --- creating and resuming -----------------------------------------------------------
 
@@ -166,19 +165,9 @@ class ZarrChunkStore:
             self.pending_bytes >= self.batch_bytes
             or time.monotonic() - self.last_sync >= self.batch_seconds
         ):
-            self._wait_for_sync()
             batch, self.pending, self.pending_bytes = self.pending, [], 0
             self.last_sync = time.monotonic()
-            self._syncer = threading.Thread(
-                target=self._sync_and_journal, args=(batch,), name="lazystitch-fsync", daemon=True
-            )
-            self._syncer.start()
-
-    def _sync_and_journal(self, batch: list[tuple[ChunkRecord, Path]]) -> None:
-        try:
-            self._sync(batch)
-        except BaseException as exc:  # raised in the writing thread
-            self._sync_error = exc
+            self.syncer.start(self._sync, batch)
 
     def _sync(self, batch: list[tuple[ChunkRecord, Path]]) -> None:
         for _, path in batch:
@@ -187,16 +176,8 @@ class ZarrChunkStore:
             fsync_path(folder)
         self.journal.append(r for r, _ in batch)
 
-    def _wait_for_sync(self) -> None:
-        if self._syncer is not None:
-            self._syncer.join()
-            self._syncer = None
-        if self._sync_error is not None:
-            error, self._sync_error = self._sync_error, None
-            raise error
-
     def commit(self) -> None:
-        self._wait_for_sync()
+        self.syncer.wait()
         if self.pending:
             self._sync(self.pending)
             self.pending, self.pending_bytes = [], 0
@@ -220,6 +201,5 @@ class ZarrChunkStore:
         try:
             self.commit()
         finally:
-            if self._syncer is not None:
-                self._syncer.join()
+            self.syncer.join()
             self.journal.close()
