@@ -104,13 +104,21 @@ def _load(config: Path | None, overrides: dict, flags: Any) -> Any:
     return load_config(config, overrides, labels=flag_labels(flags))
 
 
+def _look(result: Any) -> str:
+    """How to look at a result: ``lazystitch info``, and its picture when one was written."""
+    pictures = [f for f in result.files if f.endswith(".preview.png")]
+    return f"look at it with: lazystitch info {result.out}" + (
+        f", or open the picture {pictures[0]}" if pictures else ""
+    )
+
+
 @app.command(context_settings=_CONTEXT, no_args_is_help=True, epilog=STITCH_EXAMPLES)
 @ConfigArg
 @apply_flags(STITCH_FLAGS)
 @JsonOpt
 @QuietOpt
 def stitch(config: Path | None, as_json: bool, quiet: bool, **flags: Any) -> None:
-    """Stitch tiles into a chunked HDF5 mosaic.
+    """Stitch tiles into a chunked, multiscale mosaic (HDF5, BigDataViewer, OME-Zarr, OME-TIFF).
 
     Give the tiles (--tiles), where they sit (--grid with --overlap, or --positions) and the
     output (--out) as flags, or in a YAML config (every key: configs/example.yaml); flags
@@ -134,8 +142,7 @@ def stitch(config: Path | None, as_json: bool, quiet: bool, **flags: Any) -> Non
         say(
             f"lazystitch: wrote {result.out}:{result.dataset} {tuple(result.shape)} {result.dtype} "
             f"({result.chunks_written} chunks written, {result.chunks_skipped} reused; "
-            f"write mode {result.write_mode}) in {result.seconds:.1f} s; "
-            f"look at it with: lazystitch info {result.out}"
+            f"write mode {result.write_mode}) in {result.seconds:.1f} s; {_look(result)}"
         )
     click.echo(json.dumps(result.to_dict()) if as_json else str(result.out))
 
@@ -232,7 +239,7 @@ def demo(directory: Path, workers: int | None, as_json: bool) -> None:
         f"stitched in {r.seconds:.1f} s ({res.seconds_total:.1f} s with tile generation); "
         f"max |mosaic - source image| = {res.max_abs_error}"
     )
-    click.echo(f"look at it with: lazystitch info {r.out}")
+    click.echo(_look(r))
     if as_json:
         click.echo(json.dumps({**r.to_dict(), "max_abs_error": res.max_abs_error}))
 

@@ -157,15 +157,15 @@ class ZarrCodec:
         import zarr
         from zarr.storage import MemoryStore
 
-        store = MemoryStore()
+        objects: dict[str, Any] = {}  # the in-memory store's keys and their bytes
         kw = self.array_kwargs(block.shape, block.dtype, tuple(chunk_shape))
-        arr = zarr.create_array(store, **kw)
+        arr = zarr.create_array(MemoryStore(objects), **kw)
         arr[...] = block
         meta = (".zarray", ".zattrs", ".zgroup", "zarr.json")
-        keys = [k for k in store._store_dict if k.rsplit("/", 1)[-1] not in meta]
+        keys = [k for k in objects if k.rsplit("/", 1)[-1] not in meta]
         if len(keys) != 1:
             raise RuntimeError(f"a unit of {chunk_shape} encoded into {len(keys)} Zarr objects")
-        return store._store_dict[keys[0]].to_bytes(), 0
+        return objects[keys[0]].to_bytes(), 0
 
 
 class OmeZarr:
