@@ -59,22 +59,9 @@ def default_axes(ndim: int, channels: bool) -> str:
     raise ConfigError(f"output: OME-Zarr holds 2 to 5 dimensions; the mosaic has {ndim}")
 
 
-def is_zarr_output(path: Path) -> bool:
-    """Whether ``path`` is a folder lazystitch wrote as OME-Zarr (complete or not)."""
-    for meta in ("zarr.json", ".zattrs"):
-        f = path / meta
-        if f.is_file():
-            try:
-                attrs = json.loads(f.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return False
-            attrs = attrs.get("attributes", {}) if meta == "zarr.json" else attrs
-            return isinstance(attrs, dict) and LAZYSTITCH_ATTR in attrs
-    return False
-
-
-def zarr_header(path: Path) -> dict | None:
-    """The run header of a complete OME-Zarr output, or None (missing, partial, not ours)."""
+def _lazystitch_attr(path: Path) -> Any:
+    """The group attribute lazystitch writes (run header and completeness) of a Zarr folder
+    (v3 ``zarr.json`` or v2 ``.zattrs``), or None."""
     for meta in ("zarr.json", ".zattrs"):
         f = path / meta
         if not f.is_file():
@@ -84,10 +71,20 @@ def zarr_header(path: Path) -> dict | None:
         except (OSError, ValueError):
             return None
         attrs = attrs.get("attributes", {}) if meta == "zarr.json" else attrs
-        run = attrs.get(LAZYSTITCH_ATTR) if isinstance(attrs, dict) else None
-        if isinstance(run, dict) and run.get("complete") and isinstance(run.get("run"), dict):
-            return run["run"]
-        return None
+        return attrs.get(LAZYSTITCH_ATTR) if isinstance(attrs, dict) else None
+    return None
+
+
+def is_zarr_output(path: Path) -> bool:
+    """Whether ``path`` is a folder lazystitch wrote as OME-Zarr (complete or not)."""
+    return _lazystitch_attr(path) is not None
+
+
+def zarr_header(path: Path) -> dict | None:
+    """The run header of a complete OME-Zarr output, or None (missing, partial, not ours)."""
+    run = _lazystitch_attr(path)
+    if isinstance(run, dict) and run.get("complete") and isinstance(run.get("run"), dict):
+        return run["run"]
     return None
 
 

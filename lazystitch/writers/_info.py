@@ -18,6 +18,7 @@ from lazystitch.writers._files import (
     OutputPaths,
     header_arrays,
     missing_sources,
+    run_dataset,
 )
 from lazystitch.writers._format_omezarr import is_zarr_output
 from lazystitch.writers._journal import read_journal
@@ -48,13 +49,13 @@ def _find_dataset(f: h5py.File, path: Path, dataset: str | None) -> h5py.Dataset
                 f"{path} has no dataset {dataset!r} (datasets: {', '.join(names) or 'none'})"
             )
         return f[dataset]
-    ours = [n for n in names if RUN_ATTR in f[n].attrs]
-    if not ours:
+    ours = run_dataset(f)
+    if ours is None:
         raise OutputTargetError(
             f"{path} is not a lazystitch output: no dataset carries {RUN_ATTR} "
             f"(datasets: {', '.join(names) or 'none'})"
         )
-    return f[ours[0]]
+    return ours
 
 
 def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
