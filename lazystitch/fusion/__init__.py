@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         resample_axis,
     )
     from lazystitch.fusion._plan import BlockIndex, FusionPlan, block_index, plan_fusion
+    from lazystitch.fusion._tilemap import TileMap, label_dtype, tile_map_graph
 
 _LAZY = {
     "DEFAULT_BLOCK": "_fuse",
@@ -33,6 +34,9 @@ _LAZY = {
     "FusionPlan": "_plan",
     "block_index": "_plan",
     "plan_fusion": "_plan",
+    "label_dtype": "_tilemap",
+    "TileMap": "_tilemap",
+    "tile_map_graph": "_tilemap",
 }
 
 __all__ = [
@@ -41,13 +45,16 @@ __all__ = [
     "BlockIndex",
     "FusedGraph",
     "FusionPlan",
+    "TileMap",
     "block_index",
     "edge_ramp",
     "fuse",
     "fuse_block",
     "fused_graph",
+    "label_dtype",
     "plan_fusion",
     "resample_axis",
+    "tile_map_graph",
 ]
 
 
