@@ -63,7 +63,7 @@ from lazystitch.writers import (
 if TYPE_CHECKING:  # registration (scipy's sparse solvers), fusion and dask.array load when used
     import dask.array as da
 
-    from lazystitch.fusion import FusedGraph, FusionPlan
+    from lazystitch.fusion import FusedGraph, FusionPlan, TileMap
     from lazystitch.registration import Registration
 
 __all__ = ["LazyMosaic", "load_layout_and_tiles", "prepare", "register_tiles", "stitch"]
@@ -285,6 +285,19 @@ class LazyMosaic:
     def mosaic(self) -> da.Array:
         """The lazy mosaic: a dask array over :attr:`fused`'s graph (one task per block)."""
         return self.fused.to_array()
+
+    @functools.cached_property
+    def tile_map(self) -> TileMap:
+        """Which tile each pixel of the mosaic came from (label n: ``layout.keys[n - 1]``;
+        0: no tile), cut on the mosaic's blocks; lazy (see
+        :func:`lazystitch.fusion.tile_map_graph`). ``tile_map.labels.to_array()`` is a dask
+        array."""
+        from lazystitch.fusion import tile_map_graph
+
+        block = (self.fused.chunks[-2][0], self.fused.chunks[-1][0])
+        return tile_map_graph(
+            self.plan, blend=self.config.fusion.blend, lead=self.fused.ndim - 2, chunks=block
+        )
 
     def attrs(self) -> dict[str, Any]:
         """Metadata stored on the output dataset."""
@@ -566,10 +579,13 @@ def stitch(
     )  # fmt: skip
     chunks = storage_chunks(shape, out.chunks)
     check_chunk_count(shape, chunks, tiles.dtype.itemsize)
+    from lazystitch.fusion import label_dtype
+
     try:
         arrays = plan_arrays(
             fmt, out.dataset, shape, tiles.dtype, chunks, out.levels if out.pyramid else 1,
             channels=len(channels or ()),
+            tile_map=label_dtype(len(layout.keys)) if out.tile_map else None,
         )  # fmt: skip
     except ValueError as exc:
         raise ConfigError(f"invalid configuration: output.levels: {exc}") from None
@@ -604,6 +620,7 @@ def stitch(
             channels=channels,
             axes=tiles.axes,
             ome_zarr_version=out.ome_zarr_version,
+            tile_map=current.tile_map if out.tile_map else None,
         )
         if preview is None:
             return result

@@ -288,6 +288,12 @@ class WriteOptions(_Model):
     preview_path: Path | None = Field(
         None, description="Where the preview goes; default OUT.preview.png beside the output."
     )
+    tile_map: bool = Field(
+        False,
+        description="Also write a tile map: a label array beside the mosaic (with its own "
+        "pyramid, nearest) saying which tile each pixel came from (label n = the n-th tile "
+        "in (row, col) order, 0 = none; where tiles overlap, the one of largest blend weight).",
+    )
     levels: int | Literal["auto"] = Field(
         "auto",
         description="Pyramid levels in all, full resolution included: a number, or auto "

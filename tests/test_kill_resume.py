@@ -29,17 +29,22 @@ def _durable_chunks(paths, mode):
 
 
 def _levels(path):
-    """Every level of a plain HDF5, BigDataViewer (every setup) or OME-Zarr output, by name
-    (with its stored chunk count, and whether it is virtual)."""
-    if path.name.endswith(".tif"):  # its pyramid: SubIFDs, as tifffile reads them
+    """Every level of a plain HDF5, BigDataViewer (every setup) or OME-Zarr output, and of its
+    tile map if it has one, by name (with its stored chunk count, and whether it is virtual)."""
+    if path.name.endswith(".tif"):  # its pyramids: SubIFDs, as tifffile reads them
         with tifffile.TiffFile(path) as tif:
-            levels = tif.series[0].levels
-            return {str(k): (lv.asarray(), len(lv.pages), False) for k, lv in enumerate(levels)}
+            return {
+                f"{series.name}/{k}": (lv.asarray(), len(lv.pages), False)
+                for series in tif.series
+                for k, lv in enumerate(series.levels)
+            }
     if path.is_dir():
-        group = zarr.open_group(path, mode="r")
+        root = zarr.open_group(path, mode="r")
+        groups = [("", root)] + [("labels/tile_map/", root["labels/tile_map"])] * ("labels" in root)
         return {
-            n: (group[n][...], group[n].nchunks_initialized, False)
-            for n in sorted(group.array_keys(), key=int)
+            p + n: (g[n][...], g[n].nchunks_initialized, False)
+            for p, g in groups
+            for n in sorted(g.array_keys(), key=int)
         }
     with h5py.File(path) as f:
         if "s00" in f:  # BigDataViewer
@@ -48,6 +53,8 @@ def _levels(path):
             names = [f"t00000/{s}/{k}/cells" for s in setups for k in range(levels)]
         else:
             names = list(f["mosaic"].attrs["lazystitch_levels"])
+        if "tile_map" in f:
+            names += list(f["tile_map"].attrs["lazystitch_levels"])
         return {n: (f[n][...], f[n].id.get_num_chunks(), f[n].is_virtual) for n in names}
 
 
@@ -79,6 +86,9 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, sti
         6: ("--shard", "4,4"),
         7: ("--ome-zarr-version", "0.4", "--compression", "none"),
     }.get(trial, ())
+    # a tile map, written by the same core, in a trial of each format but BigDataViewer's
+    tile_map = ("--tile-map",) if trial in (1, 2, 5, 6, 8) else ()
+    zarr_args = (*zarr_args, *tile_map)
     run = (*TWO_WORKERS, "--write-mode", mode, "--pixel-size", "0.5", *zarr_args)
     if not zarr_out:
         run += ("--shard", "4,4")  # OME-Zarr: Zarr v3 shards of 4 x 4 chunks in trial 6
@@ -140,6 +150,7 @@ def test_kill_9_then_resume_gives_identical_data(tmp_path, mode, trial, fmt, sti
         _levels(clean if zarr_out or tiff_out else tmp_path / "clean.h5"),
     )
     assert list(got) == list(want) and len(got) > 1  # the pyramid too
+    assert any("tile_map" in n for n in got) == bool(tile_map)
     for name, (data, n_chunks, virtual) in got.items():
         np.testing.assert_array_equal(data, want[name][0], err_msg=name)
         assert n_chunks == want[name][1] and not virtual

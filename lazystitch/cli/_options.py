@@ -154,6 +154,7 @@ STITCH_FLAGS = (
     Flag("--pyramid", "output.pyramid"),
     Flag("--preview", "output.preview"),
     Flag("--preview-path", "output.preview_path", "FILE.png", shown_default="OUT.preview.png"),
+    Flag("--tile-map", "output.tile_map"),
     Flag("--levels", "output.levels", "N|auto"),
     Flag("--dataset", "output.dataset", "NAME"),
     Flag("--chunks", "output.chunks", "Y,X", shown_default="1024,1024"),

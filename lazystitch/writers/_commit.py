@@ -22,10 +22,11 @@ import numpy as np
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._files import LIBVER, create_array, mark_complete
 from lazystitch.writers._format import HDF5Format, Metadata
+from lazystitch.writers._format_hdf5 import tile_map_attrs
 from lazystitch.writers._journal import ChunkRecord, Journal
-from lazystitch.writers._plan import ArraySpec, Unit
+from lazystitch.writers._plan import ArraySpec, Unit, image_arrays
 
-__all__ = ["BackgroundSync", "ChunkFile", "create_output_file"]
+__all__ = ["BackgroundSync", "ChunkFile", "create_output_file", "first_level_attrs"]
 
 
 def create_output_file(
@@ -41,14 +42,14 @@ def create_output_file(
     the run header."""
     f = h5py.File(path, "w", libver=LIBVER)
     try:
-        fmt.prepare(f, arrays, meta)
+        fmt.prepare(f, image_arrays(arrays), meta)
         datasets = [
             [
                 create_array(
                     f,
                     a,
                     codec,
-                    fmt.level_attrs(arrays, meta) if k == 0 and c == 0 else {},
+                    first_level_attrs(fmt, arrays, meta, k) if c == 0 else {},
                     header if k == 0 and c == 0 else None,
                     plane=c,
                 )
@@ -60,6 +61,18 @@ def create_output_file(
         f.close()
         raise
     return f, datasets
+
+
+def first_level_attrs(
+    fmt: HDF5Format, arrays: list[ArraySpec], meta: Metadata, k: int
+) -> dict[str, Any]:
+    """The attributes of the run's array ``k`` in an HDF5 output: the format's on the
+    mosaic's level 0, the tile map's on its level 0, none on the other levels."""
+    if arrays[k].level != 0:
+        return {}
+    if arrays[k].source == 0:
+        return fmt.level_attrs(image_arrays(arrays), meta)
+    return tile_map_attrs([a for a in arrays if a.source == arrays[k].source], meta)
 
 
 class ChunkFile:

@@ -30,7 +30,7 @@ from lazystitch.writers._files import (
 from lazystitch.writers._format import Metadata
 from lazystitch.writers._format_omezarr import OmeZarr, ZarrCodec
 from lazystitch.writers._journal import ChunkRecord, Journal, read_journal
-from lazystitch.writers._plan import ArraySpec, Unit
+from lazystitch.writers._plan import ArraySpec, Unit, image_arrays
 
 __all__ = ["ZarrChunkStore", "replace_folder"]
 
@@ -108,6 +108,12 @@ class ZarrChunkStore:
         remove(self.paths.journal)
         self.group = zarr.open_group(self.root, mode="w", zarr_format=self.fmt.zarr_format)
         names = self.fmt.axes(self.arrays, self.meta)
+        images = image_arrays(self.arrays)
+        tile_map = self.arrays[len(images) :]
+        if tile_map:  # the NGFF labels group and the tile map's image-label group
+            attrs = self.fmt.label_attrs(images, tile_map, self.meta)
+            for path, group_attrs in attrs.items():
+                self.group.require_group(path).attrs.put(group_attrs)
         for a in self.arrays:
             kw = self.codec.array_kwargs(a.shape, a.dtype, a.chunks)
             del kw["zarr_format"]  # the group's
@@ -120,7 +126,7 @@ class ZarrChunkStore:
 
     def _write_attrs(self, complete: bool, windows: list | None = None) -> None:
         run = {"run": self.header, "complete": complete}
-        attrs = self.fmt.group_attrs(self.arrays, self.meta, run, windows)
+        attrs = self.fmt.group_attrs(image_arrays(self.arrays), self.meta, run, windows)
         self.group.attrs.put(attrs)
 
     def _verified(self, records: dict[Unit, ChunkRecord]) -> dict[Unit, ChunkRecord]:
@@ -188,7 +194,7 @@ class ZarrChunkStore:
         folder into place (replacing an old output only now) and drop the journal."""
         self.commit()
         channels = self.fmt.axes(self.arrays, self.meta).startswith("c")
-        level = contrast_level([a.shape for a in self.arrays], channels)
+        level = contrast_level([a.shape for a in image_arrays(self.arrays)], channels)
         windows = contrast_windows(self.zarrs[level], channels)
         self._write_attrs(complete=True, windows=windows)
         meta_file = self.root / ("zarr.json" if self.fmt.zarr_format == 3 else ".zattrs")

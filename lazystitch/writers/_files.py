@@ -227,7 +227,7 @@ def mark_complete(
     ``channels``: whether the first axis is a channel axis; ``dtype``: the mosaic's."""
     from lazystitch.writers._contrast import contrast_level, contrast_windows
 
-    k = contrast_level([a.shape for a in arrays], channels)
+    k = contrast_level([a.shape for a in arrays if a.source == 0], channels)  # mosaic first
     if arrays[k].split:
         windows = [contrast_windows(ds, False, dtype)[0] for ds in datasets[k]]
     else:
@@ -259,6 +259,8 @@ def header_arrays(header: dict) -> list[ArraySpec]:
             int(a["level"]),
             int(a.get("pad", 0)),
             bool(a.get("split", False)),
+            int(a.get("source", 0)),
+            str(a.get("reduce", "mean")),
         )
         for a in header["arrays"]
     ]

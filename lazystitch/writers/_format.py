@@ -28,6 +28,7 @@ class Metadata:
     dtype: str  # the mosaic's pixel type (a format may store it as another, bit for bit)
     channels: tuple[str, ...] | None = None  # the first axis's channel names, if it is one
     axes: str | None = None  # the mosaic's axis names, e.g. "cyx" (None: from its shape)
+    tiles: tuple[tuple[int, int], ...] | None = None  # the tile map's labels: n is tiles[n-1]
 
 
 class Format(Protocol):
@@ -65,6 +66,10 @@ class Format(Protocol):
 
     def write_companions(self, out: Path, arrays: list[ArraySpec], meta: Metadata) -> None:
         """Write the companion files (atomically); called after the data file is in place."""
+        ...
+
+    def tile_map_name(self, level: int) -> str:
+        """Where the tile map's level ``level`` is stored (``--tile-map``)."""
         ...
 
 

@@ -26,7 +26,7 @@ from lazystitch.errors import ConfigError
 from lazystitch.writers._codec import ChunkCodec, Compression
 from lazystitch.writers._files import durable_replace
 from lazystitch.writers._format import Metadata
-from lazystitch.writers._format_hdf5 import pixel_size_attr
+from lazystitch.writers._format_hdf5 import TILE_MAP, level_name, pixel_size_attr
 from lazystitch.writers._plan import ArraySpec
 
 __all__ = ["BigDataViewer", "bdv_paths"]
@@ -164,6 +164,10 @@ class BigDataViewer:
             _text(vt, "affine", _fmt(affine))
         ET.indent(root)
         return ET.tostring(root, encoding="UTF-8", xml_declaration=True) + b"\n"
+
+    def tile_map_name(self, level: int) -> str:
+        """Beside BigDataViewer's tree (which BDV does not look at), as in plain HDF5."""
+        return level_name(TILE_MAP, level)
 
     def write_companions(self, out: Path, arrays: list[ArraySpec], meta: Metadata) -> None:
         xml, h5 = bdv_paths(out)

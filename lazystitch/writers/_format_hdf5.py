@@ -1,5 +1,6 @@
 """The plain HDF5 format: ``/mosaic`` (or ``--dataset``) is level 0, as it always was, and the
-pyramid's levels sit beside it as ``mosaic_level1``, ``mosaic_level2``, ... .
+pyramid's levels sit beside it as ``mosaic_level1``, ``mosaic_level2``, ... . A tile map
+(``--tile-map``) is ``/tile_map``, with its levels ``tile_map_level1``, ... .
 
 Level 0 records the levels in attributes: ``lazystitch_levels`` (dataset names, finest
 first), ``lazystitch_level_factors`` (downsampling per level, Y and X) and ``pixel_size_um``
@@ -16,9 +17,9 @@ import numpy as np
 
 from lazystitch.writers._codec import ChunkCodec
 from lazystitch.writers._format import Metadata
-from lazystitch.writers._plan import ArraySpec
+from lazystitch.writers._plan import TILE_MAP, ArraySpec
 
-__all__ = ["PlainHDF5", "level_name", "pixel_size_attr"]
+__all__ = ["TILE_MAP", "PlainHDF5", "level_name", "pixel_size_attr", "tile_map_attrs"]
 
 
 def level_name(dataset: str, level: int) -> str:
@@ -29,6 +30,21 @@ def level_name(dataset: str, level: int) -> str:
 def pixel_size_attr(pixel_size: float | None) -> np.ndarray:
     value = np.nan if pixel_size is None else float(pixel_size)
     return np.array([value, value], dtype=np.float64)
+
+
+def tile_map_attrs(arrays: list[ArraySpec], meta: Metadata) -> dict[str, Any]:
+    """Attributes of the tile map's level 0 in an HDF5 output (``arrays``: its levels):
+    its levels as the mosaic records its own, and ``lazystitch_tile_keys``, the (row, col)
+    of the tile each label names (label n is row n - 1; 0 is no tile)."""
+    return {
+        "lazystitch_role": "tile_map",
+        "lazystitch_levels": np.array([a.name for a in arrays], dtype=object),
+        "lazystitch_level_factors": np.array(
+            [[2**a.level, 2**a.level] for a in arrays], dtype=np.int64
+        ),
+        "lazystitch_tile_keys": np.array(meta.tiles or (), dtype=np.int64).reshape(-1, 2),
+        "pixel_size_um": pixel_size_attr(meta.pixel_size),
+    }
 
 
 class PlainHDF5:
@@ -76,3 +92,6 @@ class PlainHDF5:
 
     def write_companions(self, out: Path, arrays: list[ArraySpec], meta: Metadata) -> None:
         return None
+
+    def tile_map_name(self, level: int) -> str:
+        return level_name(TILE_MAP, level)

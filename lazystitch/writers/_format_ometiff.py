@@ -24,9 +24,9 @@ import numpy as np
 from lazystitch.errors import ConfigError
 from lazystitch.writers._codec import ChunkCodec, Compression
 from lazystitch.writers._format import Metadata
-from lazystitch.writers._format_hdf5 import PlainHDF5
+from lazystitch.writers._format_hdf5 import PlainHDF5, level_name
 from lazystitch.writers._format_omezarr import default_axes
-from lazystitch.writers._plan import ArraySpec
+from lazystitch.writers._plan import TILE_MAP, ArraySpec
 
 __all__ = ["RUN_TAG", "TILE", "OmeTiff", "tiff_header"]
 
@@ -84,6 +84,10 @@ class OmeTiff:
     def write_companions(self, out: Path, arrays: list[ArraySpec], meta: Metadata) -> None:
         return None
 
+    def tile_map_name(self, level: int) -> str:
+        """In the levels file (plain HDF5); the TIFF holds it as its second image."""
+        return level_name(TILE_MAP, level)
+
     def levels_path(self, out: Path) -> Path:
         """Where the core writes the pyramid the TIFF is made from."""
         from lazystitch.writers._files import OutputPaths
@@ -140,21 +144,28 @@ class OmeTiff:
                 "compression": "zlib" if codec.compression is Compression.gzip else None,
                 "compressionargs": {"level": codec.level} if codec.level is not None else None,
             }
+            images = [(levels, md, True)]
+            if TILE_MAP in f:  # the tile map: a second image, Y x X, with its own levels
+                names = [str(n) for n in f[TILE_MAP].attrs["lazystitch_levels"]]
+                yx = {k: v for k, v in md.items() if k.startswith("Physical")}
+                tile_md = {"axes": "YX", "Name": TILE_MAP, **yx}
+                images.append(([f[n] for n in names], tile_md, False))
             with tifffile.TiffWriter(dst, bigtiff=True, ome=True) as tif:
-                for k, level in enumerate(levels):
-                    extra: dict[str, Any] = {}
-                    if px is not None:
-                        extra = {"resolution": (1e4 / (px * 2**k),) * 2, "resolutionunit": 3}
-                    if k == 0:
-                        extra.update(
-                            subifds=len(levels) - 1,
-                            metadata=md,
-                            extratags=[(RUN_TAG, "s", 0, json.dumps(header, sort_keys=True), True)],
-                        )
-                    else:
-                        extra.update(subfiletype=1, metadata=None)
-                    tif.write(
-                        _tiles(level, TILE), shape=level.shape, dtype=level.dtype, **common,
-                        **extra,
-                    )  # fmt: skip
+                for image, image_md, first in images:
+                    for k, level in enumerate(image):
+                        extra: dict[str, Any] = {}
+                        if px is not None:
+                            extra = {"resolution": (1e4 / (px * 2**k),) * 2, "resolutionunit": 3}
+                        if k == 0:
+                            extra.update(subifds=len(image) - 1, metadata=image_md)
+                        else:
+                            extra.update(subfiletype=1, metadata=None)
+                        if k == 0 and first:
+                            run = json.dumps(header, sort_keys=True)
+                            extra["extratags"] = [(RUN_TAG, "s", 0, run, True)]
+                        shape = level.shape if first else level.shape[-2:]
+                        tif.write(
+                            _tiles(level, TILE), shape=shape, dtype=level.dtype, **common,
+                            **extra,
+                        )  # fmt: skip
         fsync_path(dst)

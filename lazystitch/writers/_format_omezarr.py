@@ -32,7 +32,7 @@ import numpy as np
 from lazystitch.errors import ConfigError
 from lazystitch.writers._codec import ChunkCodec, Compression
 from lazystitch.writers._format import Metadata
-from lazystitch.writers._plan import ArraySpec
+from lazystitch.writers._plan import TILE_MAP, ArraySpec
 
 __all__ = ["OmeZarr", "ZarrCodec", "default_axes", "is_zarr_output", "zarr_header"]
 
@@ -247,29 +247,24 @@ class OmeZarr:
             raise ConfigError(f"output: axes {axes!r} do not fit a {arrays[0].shape} mosaic")
         return axes
 
-    def group_attrs(
-        self,
-        arrays: list[ArraySpec],
-        meta: Metadata,
-        run: dict[str, Any],
-        windows: list[tuple[float, float]] | None = None,
-    ) -> dict[str, Any]:
-        """The group's attributes, built and validated with ome-zarr-models: the OME
-        multiscales and omero blocks, and lazystitch's own (the run header, ``run``)."""
+    def tile_map_name(self, level: int) -> str:
+        """An NGFF label image of the mosaic: ``labels/tile_map/0``, ``1``, ..."""
+        return f"labels/{TILE_MAP}/{level}"
+
+    def _multiscale(
+        self, arrays: list[ArraySpec], meta: Metadata, names: str, name: str, kind: str
+    ) -> Any:
+        """The multiscale of ``arrays`` (one source's levels), each level's path its number."""
         if self.version == "0.5":
             from ome_zarr_models.v05.axes import Axis
-            from ome_zarr_models.v05.image import ImageAttrs
             from ome_zarr_models.v05.multiscales import Dataset, Multiscale
         else:
             from ome_zarr_models.v04.axes import Axis  # type: ignore[assignment]
-            from ome_zarr_models.v04.image import ImageAttrs  # type: ignore[assignment]
             from ome_zarr_models.v04.multiscales import (  # type: ignore[assignment]
                 Dataset,
                 Multiscale,
             )
-        from ome_zarr_models.common.omero import Omero
 
-        names = self.axes(arrays, meta)
         px = meta.pixel_size
         unit = "micrometer" if px is not None else None
         kinds = {"c": "channel", "t": "time"}
@@ -285,19 +280,39 @@ class OmeZarr:
             scales.append([p * f if n in "yx" else 1.0 for n in names])
             shift = [0.5 * (f - 1) * p if n in "yx" else 0.0 for n in names]
             translations.append(shift if a.level else None)
+        return Multiscale(
+            axes=tuple(axes),
+            datasets=tuple(
+                Dataset.build(path=str(a.level), scale=sc, translation=tr)
+                for a, sc, tr in zip(arrays, scales, translations, strict=True)
+            ),
+            name=name,
+            type=kind,
+            **({} if self.version == "0.5" else {"version": "0.4"}),  # 0.4: MUST
+        )
+
+    def group_attrs(
+        self,
+        arrays: list[ArraySpec],
+        meta: Metadata,
+        run: dict[str, Any],
+        windows: list[tuple[float, float]] | None = None,
+    ) -> dict[str, Any]:
+        """The group's attributes, built and validated with ome-zarr-models: the OME
+        multiscales and omero blocks, and lazystitch's own (the run header, ``run``).
+        ``arrays``: the mosaic's levels."""
+        if self.version == "0.5":
+            from ome_zarr_models.v05.image import ImageAttrs
+        else:
+            from ome_zarr_models.v04.image import ImageAttrs  # type: ignore[assignment]
+        from ome_zarr_models.common.omero import Omero
+
+        names = self.axes(arrays, meta)
         # the models of the group's attributes (Image.new would also model the arrays, but
         # in ome-zarr-models 1.7 its 0.4 Image fails to validate once the 0.5 one has been
         # used in the process; the arrays are checked against these attributes in the tests)
-        multiscale = Multiscale(
-            axes=tuple(axes),
-            datasets=tuple(
-                Dataset.build(path=a.name, scale=sc, translation=tr)
-                for a, sc, tr in zip(arrays, scales, translations, strict=True)
-            ),
-            name="mosaic",
-            type="mean",  # 2x2 block means, rounded to nearest for integers
-            **({} if self.version == "0.5" else {"version": "0.4"}),  # 0.4: MUST
-        )
+        # type "mean": 2x2 block means, rounded to nearest for integers
+        multiscale = self._multiscale(arrays, meta, names, "mosaic", "mean")
         if self.version == "0.5":
             model = ImageAttrs(multiscales=[multiscale], version="0.5")
             attrs = {"ome": model.model_dump(mode="json", exclude_none=True)}
@@ -309,6 +324,43 @@ class OmeZarr:
         block["omero"] = omero.model_dump(mode="json", exclude_none=True)
         attrs[LAZYSTITCH_ATTR] = run
         return attrs
+
+    def label_attrs(
+        self, images: list[ArraySpec], tile_map: list[ArraySpec], meta: Metadata
+    ) -> dict[str, dict[str, Any]]:
+        """The attributes of the ``labels`` group and of the tile map's image-label group
+        (by their paths), built and validated with ome-zarr-models: the tile map's
+        multiscale (type ``nearest``), its source image, and one property per label with
+        the (row, col) of its tile."""
+        if self.version == "0.5":
+            from ome_zarr_models.v05.image_label import ImageLabelAttrs
+            from ome_zarr_models.v05.image_label_types import Label
+            from ome_zarr_models.v05.labels import LabelsAttrs
+        else:
+            from ome_zarr_models.v04.image_label import (  # type: ignore[assignment]
+                ImageLabelAttrs,
+            )
+            from ome_zarr_models.v04.image_label_types import Label  # type: ignore[assignment]
+            from ome_zarr_models.v04.labels import LabelsAttrs  # type: ignore[assignment]
+        names = self.axes(images, meta)
+        multiscale = self._multiscale(tile_map, meta, names, TILE_MAP, "nearest")
+        props = [
+            {"label-value": n, "tile_row": r, "tile_col": c}
+            for n, (r, c) in enumerate(meta.tiles or (), 1)
+        ]
+        label = Label.model_validate(
+            {"version": self.version, "source": {"image": "../../"}, "properties": props}
+        )
+        version = {"version": "0.5"} if self.version == "0.5" else {}
+        image_label = ImageLabelAttrs.model_validate(
+            {**version, "image-label": label, "multiscales": [multiscale]}
+        )
+        labels = LabelsAttrs.model_validate({**version, "labels": [TILE_MAP]})
+        out = {}
+        for path, model in (("labels", labels), (f"labels/{TILE_MAP}", image_label)):
+            dump = model.model_dump(mode="json", exclude_none=True, by_alias=True)
+            out[path] = {"ome": dump} if self.version == "0.5" else dump
+        return out
 
     def _omero(
         self,

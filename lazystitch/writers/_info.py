@@ -22,7 +22,7 @@ from lazystitch.writers._files import (
 )
 from lazystitch.writers._format_omezarr import is_zarr_output
 from lazystitch.writers._journal import read_journal
-from lazystitch.writers._plan import ArraySpec, chunk_counts
+from lazystitch.writers._plan import TILE_MAP, ArraySpec, chunk_counts
 from lazystitch.writers._shards import RECORDS_ATTR
 
 __all__ = ["describe_output"]
@@ -96,14 +96,25 @@ def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
         if RUN_ATTR in attrs:
             run = json.loads(attrs[RUN_ATTR])
             info["format"] = run.get("layout", "hdf5")
+            arrays = header_arrays(run) if "arrays" in run else []
             info["levels"] = [
                 {"name": _stored_names(a), "shape": list(a.shape), "chunks": list(a.chunks)}
-                for a in header_arrays(run)
-            ] if "arrays" in run else []  # fmt: skip
+                for a in arrays if a.source == 0
+            ]  # fmt: skip
+            _tile_map_info(arrays, info)
             info["pixel_size_um"] = run.get("pixel_size")
         if "channels" in attrs:
             info["channels"] = [str(c) for c in np.atleast_1d(attrs["channels"])]
     return info
+
+
+def _tile_map_info(arrays: list[ArraySpec], info: dict[str, Any]) -> None:
+    """The tile map's levels (``--tile-map``), if the run writes one."""
+    tile_map = [a for a in arrays if a.source == 1]
+    if tile_map:
+        info["tile_map"] = " ".join(
+            f"{'x'.join(map(str, a.shape[-2:]))} ({a.name}, {a.dtype})" for a in tile_map
+        )
 
 
 def _journal_progress(journal: Path, info: dict[str, Any]) -> None:
@@ -134,7 +145,10 @@ def _zarr_info(path: Path, paths: OutputPaths) -> dict[str, Any]:
     ome: dict[str, Any] = attrs.get("ome", attrs)
     version = ome.get("version") or ome["multiscales"][0].get("version")
     levels = []
-    for a in header_arrays(run):
+    arrays = header_arrays(run)
+    for a in arrays:
+        if a.source != 0:
+            continue
         arr: Any = group[a.name]
         entry = {"name": a.name, "shape": list(arr.shape), "chunks": list(arr.chunks)}
         if getattr(arr, "shards", None):
@@ -152,6 +166,7 @@ def _zarr_info(path: Path, paths: OutputPaths) -> dict[str, Any]:
         "pixel_size_um": run.get("pixel_size"),
         "channels": [c.get("label") for c in ome.get("omero", {}).get("channels", [])],
     }
+    _tile_map_info(arrays, info)
     if info["state"] == "partial":
         _journal_progress(paths.journal, info)
         info["hint"] = "continue it with --resume, or start over with --overwrite"
@@ -186,6 +201,12 @@ def _tiff_info(path: Path) -> dict[str, Any]:
                 "compression": first.compression.name.lower(),
                 "levels": levels,
             }
+            maps = [s for s in tif.series[1:] if s.name == TILE_MAP]
+            if maps:
+                info["tile_map"] = " ".join(
+                    f"{'x'.join(map(str, lv.shape[-2:]))} ({TILE_MAP} level {k})"
+                    for k, lv in enumerate(maps[0].levels)
+                )
     except (OSError, tifffile.TiffFileError) as exc:
         raise OutputTargetError(f"{path} cannot be read as TIFF: {exc}") from None
     if ome is not None:

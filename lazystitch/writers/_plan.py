@@ -15,15 +15,21 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "TILE_MAP",
     "ArraySpec",
     "Unit",
     "chunk_counts",
+    "image_arrays",
     "level_count",
     "level_shapes",
     "parse_levels",
     "run_header",
+    "series",
     "storage_chunks",
 ]
+
+TILE_MAP = "tile_map"
+"""The tile map's name in every format (``/tile_map`` in HDF5, ``labels/tile_map`` in Zarr)."""
 
 ChunkIndex = tuple[int, ...]
 Unit = tuple[int, ChunkIndex]  # (array position in the run, chunk index)
@@ -53,6 +59,11 @@ class ArraySpec:
     as a dataset of its own, named ``name.format(plane=c)`` (BigDataViewer's one setup per
     channel): the units, tasks and chunk bytes stay those of the whole array; only where a
     chunk lands differs (:meth:`target`). Shard files hold the whole array (:meth:`offset`).
+
+    ``source`` is which of the run's lazy arrays it is made from (0: the mosaic, 1: the tile
+    map) and ``reduce`` how its level is made from the level above (``mean``: 2x2 block means;
+    ``nearest``: every other pixel, for labels). A run lists source 0's levels first, then
+    source 1's.
     """
 
     name: str
@@ -62,6 +73,8 @@ class ArraySpec:
     level: int = 0
     pad: int = 0
     split: bool = False
+    source: int = 0
+    reduce: str = "mean"
 
     @property
     def planes(self) -> int:
@@ -129,7 +142,24 @@ class ArraySpec:
             "level": self.level,
             "pad": self.pad,
             **({"split": True} if self.split else {}),
+            **({"source": self.source} if self.source else {}),
+            **({"reduce": self.reduce} if self.reduce != "mean" else {}),
         }
+
+
+def image_arrays(arrays: list[ArraySpec]) -> list[ArraySpec]:
+    """The mosaic's arrays of a run (its levels, finest first), without the tile map's."""
+    return [a for a in arrays if a.source == 0]
+
+
+def series(arrays: list[ArraySpec]) -> list[tuple[int, list[ArraySpec]]]:
+    """The run's arrays by source: ``(position of the first, its levels)`` per source."""
+    out: list[tuple[int, list[ArraySpec]]] = []
+    for k, a in enumerate(arrays):
+        if not out or out[-1][1][0].source != a.source:
+            out.append((k, []))
+        out[-1][1].append(a)
+    return out
 
 
 def storage_chunks(shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -250,7 +280,7 @@ def run_header(
         "shape": list(level0.shape),
         "dtype": level0.dtype,
         "chunks": list(level0.chunks),
-        "levels": len(arrays),
+        "levels": len(image_arrays(arrays)),
         "arrays": [a.to_dict() for a in arrays],
         "compression": codec,
         "inputs": fingerprint,

@@ -1,5 +1,8 @@
 """The pyramid built in the writing process from level 0's halves, as they arrive.
 
+A run may write more than one pyramid (the mosaic's, the tile map's): array positions are the
+run's, and a level is built only from the level above of the same source, with its reducer.
+
 Each level-0 task returns its chunk's 2x2 block mean (a quarter of its bytes) with the encoded
 chunk. A level-(k+1) chunk is complete when the halves of every level-k chunk under it have
 arrived; it is then encoded and written, and its own half goes on to level k+2. No task runs
@@ -20,7 +23,7 @@ import numpy as np
 
 from lazystitch.writers._codec import Encoder
 from lazystitch.writers._plan import ArraySpec, ChunkIndex, Unit
-from lazystitch.writers._tasks import block_mean, encode
+from lazystitch.writers._tasks import REDUCERS, encode
 
 __all__ = ["PyramidBuilder", "halves_align"]
 
@@ -74,6 +77,8 @@ class PyramidBuilder:
         k = level + 1
         if k >= len(self.arrays) or index not in self.needed[level]:
             return
+        if self.arrays[k].source != self.arrays[level].source:
+            return  # the last level of one source; the next array is another's
         finer, spec = self.arrays[level], self.arrays[k]
         flo, _ = finer.bounds(index)
         nlead = len(flo) - 2
@@ -95,5 +100,5 @@ class PyramidBuilder:
         pixels = entry[0]
         if target in self.wanted[k]:
             yield unit, encode(pixels, self.codec, spec.chunks)
-        if k + 1 < len(self.arrays):
-            yield from self.add(k, target, block_mean(pixels))
+        if k + 1 < len(self.arrays) and self.arrays[k + 1].source == spec.source:
+            yield from self.add(k, target, REDUCERS[spec.reduce](pixels))

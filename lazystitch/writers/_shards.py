@@ -37,7 +37,7 @@ from dask.highlevelgraph import HighLevelGraph
 from lazystitch.cluster import active_client
 from lazystitch.errors import LazystitchError, ResumeMismatchError
 from lazystitch.writers._codec import ChunkCodec
-from lazystitch.writers._commit import create_output_file
+from lazystitch.writers._commit import create_output_file, first_level_attrs
 from lazystitch.writers._files import (
     COMPLETE_ATTR,
     LIBVER,
@@ -52,9 +52,9 @@ from lazystitch.writers._files import (
     remove,
 )
 from lazystitch.writers._format import HDF5Format, Metadata
-from lazystitch.writers._plan import ArraySpec
+from lazystitch.writers._plan import ArraySpec, image_arrays
 from lazystitch.writers._stream import stream_units
-from lazystitch.writers._tasks import UnitTask, unit_graph
+from lazystitch.writers._tasks import UnitTask, sources_graph, unit_graph
 
 __all__ = ["Shard", "ShardError", "WriteMode", "shard_grid", "shard_shape", "write_sharded"]
 
@@ -304,7 +304,7 @@ def _prepare_folder(paths: OutputPaths, header: dict, shards: list[Shard], resum
 
 
 def _shard_graph(
-    mosaic: Mosaic,
+    sources: list[Mosaic],
     arrays: list[ArraySpec],
     codec: ChunkCodec,
     header: dict,
@@ -314,7 +314,7 @@ def _shard_graph(
     """One task per shard to write, on top of the encoding tasks of its chunks."""
     wanted = {(s.array, c) for s in todo for c in s.chunks()}
     skip = {(k, i) for k, a in enumerate(arrays) for i in a.indices() if (k, i) not in wanted}
-    graph, unit_tasks = unit_graph(mosaic, arrays, codec, skip)
+    graph, unit_tasks, _, _ = sources_graph(unit_graph, sources, arrays, codec, skip)
     by_unit = {t.unit: t for t in unit_tasks}
     name = f"write-shard-{tokenize(graph.layers.keys(), str(folder), header)}"
     layer: dict = {}
@@ -367,7 +367,7 @@ def _finish_virtual(
     remove(paths.virtual_shards)
     durable_replace(paths.shards, paths.virtual_shards)
     with h5py.File(paths.partial, "w", libver=VIRTUAL_LIBVER) as f:
-        fmt.prepare(f, arrays, meta)
+        fmt.prepare(f, image_arrays(arrays), meta)
         datasets = []
         for k, spec in enumerate(arrays):
             layout = h5py.VirtualLayout(shape=spec.stored_shape, dtype=np.dtype(spec.dtype))
@@ -385,15 +385,16 @@ def _finish_virtual(
                     lead + tuple(slice(0, r.stop - r.start) for r in region)
                 ]
             datasets.append(f.create_virtual_dataset(spec.name, layout, fillvalue=0))
-        for name, value in fmt.level_attrs(arrays, meta).items():
-            datasets[0].attrs[name] = value
+        for k, ds in enumerate(datasets):
+            for name, value in first_level_attrs(fmt, arrays, meta, k).items():
+                ds.attrs[name] = value
         datasets[0].attrs[RUN_ATTR] = json.dumps(header, sort_keys=True)
         mark_complete([[d] for d in datasets], arrays, bool(meta.channels), meta.dtype)
     durable_replace(paths.partial, paths.final)
 
 
 def write_sharded(
-    mosaic: Mosaic,
+    sources: list[Mosaic],
     paths: OutputPaths,
     arrays: list[ArraySpec],
     header: dict,
@@ -422,7 +423,7 @@ def write_sharded(
         if progress:
             progress(base, total)
         if todo:
-            graph, tasks = _shard_graph(mosaic, arrays, codec, header, todo, paths.shards)
+            graph, tasks = _shard_graph(sources, arrays, codec, header, todo, paths.shards)
             by_unit = {(s.array, s.index): s for s in todo}
             for unit, records in stream_units(graph, tasks):
                 computed.add(by_unit[unit])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from lazystitch.writers._codec import Encoder
-from lazystitch.writers._plan import ArraySpec, ChunkIndex, Unit
+from lazystitch.writers._plan import ArraySpec, ChunkIndex, Unit, series
 
 if TYPE_CHECKING:  # dask.array loads with the mosaic that is written, if it is an array
     import dask.array as da
@@ -40,6 +40,8 @@ __all__ = [
     "encode",
     "level0_graph",
     "needed_units",
+    "sources_graph",
+    "subsample",
     "unit_graph",
 ]
 
@@ -131,16 +133,34 @@ def _assemble(
     return out
 
 
+def subsample(a: np.ndarray) -> np.ndarray:
+    """Every other pixel over the last two axes, from the first: the nearest-neighbour 2x
+    downsample that labels keep their values through.
+
+    Examples
+    --------
+    >>> subsample(np.arange(15).reshape(3, 5))
+    array([[ 0,  2,  4],
+           [10, 12, 14]])
+    """
+    return np.ascontiguousarray(a[..., ::2, ::2])
+
+
+REDUCERS = {"mean": block_mean, "nearest": subsample}
+"""How a level is made from the level above, by an array's ``reduce``."""
+
+
 def _piece(
     parts: list[np.ndarray],
     src: list[tuple[slice, ...]],
     dst: list[tuple[slice, ...]],
     shape: tuple[int, ...],
-    downsample: bool,
+    downsample: str | None,
 ) -> np.ndarray:
-    """Worker side: a chunk's pixels, cut out of its sources (and block-meaned, for k > 0)."""
+    """Worker side: a chunk's pixels, cut out of its sources (and, for k > 0, reduced by
+    ``downsample``: ``mean`` or ``nearest``)."""
     region = _assemble(parts, src, dst, shape)
-    return block_mean(region) if downsample else region
+    return REDUCERS[downsample](region) if downsample else region
 
 
 def encode(block: np.ndarray, codec: Encoder, chunks: tuple[int, ...]) -> tuple[Any, int, int]:
@@ -154,7 +174,7 @@ def _piece_encode(
     src: list[tuple[slice, ...]],
     dst: list[tuple[slice, ...]],
     shape: tuple[int, ...],
-    downsample: bool,
+    downsample: str | None,
     codec: Encoder,
     chunks: tuple[int, ...],
 ) -> tuple[Any, int, int]:
@@ -166,16 +186,17 @@ def _piece_encode_half(
     src: list[tuple[slice, ...]],
     dst: list[tuple[slice, ...]],
     shape: tuple[int, ...],
-    downsample: bool,
+    downsample: str | None,
     codec: Encoder | None,
     chunks: tuple[int, ...],
-    half: bool = True,
+    half: str | None = "mean",
 ) -> tuple[Any, int, int, np.ndarray | None]:
-    """Worker side: a chunk (level 0's, or with ``downsample`` level 1's, the block mean of
-    the mosaic block under it) encoded (``codec`` None: not needed, only its half) and, with
-    ``half``, its own 2x2 block mean, from which the writing process builds the next level."""
+    """Worker side: a chunk (level 0's, or with ``downsample`` level 1's, reduced from the
+    mosaic block under it) encoded (``codec`` None: not needed, only its half) and, with
+    ``half``, its own reduction (``mean`` or ``nearest``), from which the writing process
+    builds the next level."""
     chunk = _piece(parts, src, dst, shape, downsample)
-    next_half = block_mean(chunk) if half else None
+    next_half = REDUCERS[half](chunk) if half else None
     if codec is None:
         return b"", 0, 0, next_half
     return (*encode(chunk, codec, chunks), next_half)
@@ -294,7 +315,7 @@ def level0_graph(
     wanted, need_piece, sources = needed_units(arrays, skip, edges, direct)
     token = tokenize(mosaic.name, [a.to_dict() for a in arrays], str(codec), "halves")
     name = f"store-chunk-{token}"
-    spec = arrays[0]
+    spec, reduce = arrays[0], arrays[-1].reduce
     layer: dict[Any, Any] = {}
     tasks = []
     for idx in sorted(wanted[0] | need_piece[0]):
@@ -303,11 +324,11 @@ def level0_graph(
         write = idx in wanted[0]
         parts = [(mosaic.name, *b) for b in blocks]
         if direct:  # level 1 comes from the blocks, not from level 0's halves
-            layer[key] = (_piece_encode, parts, src, dst, region, False, codec, spec.chunks)
+            layer[key] = (_piece_encode, parts, src, dst, region, None, codec, spec.chunks)
         else:
             layer[key] = (
-                _piece_encode_half, parts, src, dst, region, False, codec if write else None,
-                spec.chunks,
+                _piece_encode_half, parts, src, dst, region, None, codec if write else None,
+                spec.chunks, reduce,
             )  # fmt: skip
         tasks.append(UnitTask((0, idx), key, tuple(sorted(blocks)), write))
     for idx in sorted(wanted[1] | need_piece[1]) if direct else ():
@@ -316,8 +337,8 @@ def level0_graph(
         write = idx in wanted[1]
         parts = [(mosaic.name, *b) for b in blocks]
         layer[key] = (
-            _piece_encode_half, parts, src, dst, region, True, codec if write else None,
-            arrays[1].chunks, len(arrays) > 2,
+            _piece_encode_half, parts, src, dst, region, reduce, codec if write else None,
+            arrays[1].chunks, reduce if len(arrays) > 2 else None,
         )  # fmt: skip
         tasks.append(UnitTask((1, idx), key, tuple(sorted(blocks)), write))
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[mosaic])  # type: ignore[list-item]
@@ -355,7 +376,7 @@ def unit_graph(
                 reads[0][idx] = frozenset(blocks)
             else:
                 reads[k][idx] = frozenset().union(*(reads[k - 1][b] for b in blocks))
-            down = k > 0
+            down = spec.reduce if k > 0 else None
             enc_key = (enc_name, k, *idx)
             if idx in need_piece[k]:
                 piece_key = (piece_names[k], *idx)
@@ -380,3 +401,31 @@ def unit_graph(
     ]
     graph = HighLevelGraph.from_collections(enc_name, layer, dependencies=[mosaic])  # type: ignore[list-item]
     return graph, tasks
+
+
+def sources_graph(
+    build: Any,
+    sources: list[Mosaic],
+    arrays: list[ArraySpec],
+    codec: Encoder,
+    skip: set[Unit],
+) -> tuple[HighLevelGraph, list[UnitTask], list[set[ChunkIndex]], list[set[ChunkIndex]]]:
+    """``build`` (:func:`level0_graph` or :func:`unit_graph`) for each source's arrays (see
+    ``_plan.series``), merged, with units and per-level sets at the run's array positions
+    (for :func:`unit_graph`, the sets are empty)."""
+    graphs, tasks = [], []
+    wanted: list[set[ChunkIndex]] = []
+    needed: list[set[ChunkIndex]] = []
+    for first, specs in series(arrays):
+        own = set(range(first, first + len(specs)))
+        local = {(k - first, i) for k, i in skip if k in own}
+        out = build(sources[specs[0].source], specs, codec, local)
+        graphs.append(out[0])
+        tasks += [replace(t, unit=(t.unit[0] + first, t.unit[1])) for t in out[1]]
+        if len(out) > 2:
+            wanted += out[2]
+            needed += out[3]
+        else:
+            wanted += [set() for _ in specs]
+            needed += [set() for _ in specs]
+    return HighLevelGraph.merge(*graphs), tasks, wanted, needed

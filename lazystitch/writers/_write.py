@@ -45,8 +45,10 @@ from lazystitch.writers._format_ometiff import TILE, OmeTiff, tiff_header
 from lazystitch.writers._format_omezarr import OmeZarr, ZarrCodec
 from lazystitch.writers._locks import output_lock
 from lazystitch.writers._plan import (
+    TILE_MAP,
     ArraySpec,
     Unit,
+    image_arrays,
     level_count,
     level_shapes,
     run_header,
@@ -57,9 +59,10 @@ from lazystitch.writers._resume import copy_verified, resume_source
 from lazystitch.writers._shards import WriteMode, shard_shape, write_sharded
 from lazystitch.writers._stream import stream_groups
 from lazystitch.writers._target import check_chunk_count, check_output, refuse_clobber
-from lazystitch.writers._tasks import UnitTask, level0_graph, unit_graph
+from lazystitch.writers._tasks import UnitTask, level0_graph, sources_graph, unit_graph
 
 if TYPE_CHECKING:
+    from lazystitch.fusion import TileMap
     from lazystitch.writers._tasks import Mosaic
 
 __all__ = ["FORMATS", "ProgressFn", "WriteResult", "output_format", "plan_arrays", "write_hdf5"]
@@ -123,6 +126,7 @@ class WriteResult:
     format: str = "hdf5"
     levels: list[dict[str, Any]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    tile_map: list[str] = field(default_factory=list)  # the tile map's levels, if written
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -139,14 +143,27 @@ def plan_arrays(
     chunks: tuple[int, ...],
     levels: int | str | None,
     channels: int = 0,
+    tile_map: np.dtype | None = None,
 ) -> list[ArraySpec]:
     """The run's arrays: the mosaic and its pyramid levels, each chunked like level 0
     (clipped to its shape), laid out by the format (``channels``: the size of a leading
-    channel axis, 0 if there is none)."""
+    channel axis, 0 if there is none); then, given the tile map's dtype (``tile_map``), the
+    tile map's levels, chunked like the mosaic's in Y and X."""
     n = level_count(shape, chunks, levels)
     shapes = level_shapes(shape, n)
     level_chunks = [tuple(min(c, s) for c, s in zip(chunks, sh, strict=True)) for sh in shapes]
-    return fmt.arrays(dataset, shapes, dtype, level_chunks, channels=channels)
+    arrays = fmt.arrays(dataset, shapes, dtype, level_chunks, channels=channels)
+    if tile_map is None:
+        return arrays
+    if fmt.tile_map_name(0) in {a.dataset_name(c) for a in arrays for c in range(a.planes)}:
+        raise ConfigError(f"output.dataset: {dataset!r} is where the tile map goes; rename it")
+    one = (1,) * (len(shape) - 2)  # the tile map's leading axes, of length 1
+    label = str(np.dtype(tile_map))
+    for a in list(arrays):
+        shape, unit = (*one, *a.shape[-2:]), (*one, *a.chunks[-2:])
+        name = fmt.tile_map_name(a.level)
+        arrays.append(ArraySpec(name, shape, label, unit, a.level, source=1, reduce="nearest"))
+    return arrays
 
 
 def write_hdf5(
@@ -172,6 +189,7 @@ def write_hdf5(
     channels: Sequence[str] | None = None,
     axes: str | None = None,
     ome_zarr_version: str = "0.5",
+    tile_map: TileMap | None = None,
 ) -> WriteResult:
     """Compute ``mosaic`` and its pyramid and store them in ``path``.
 
@@ -237,6 +255,11 @@ def write_hdf5(
         shape (``yx``, ``cyx`` with channels, else ``zyx``, ...).
     ome_zarr_version : {"0.5", "0.4"}
         OME-Zarr only: 0.5 on Zarr v3 (sharded with ``shard``), or 0.4 on Zarr v2.
+    tile_map : lazystitch.fusion.TileMap, optional
+        Also write this tile map (``lazystitch.fusion.tile_map_graph``, cut like the
+        mosaic: which tile each pixel came from) with its own pyramid, whose levels take
+        every other pixel (nearest, so labels stay labels): ``/tile_map`` in the HDF5
+        formats, ``labels/tile_map`` in OME-Zarr, a second image in the OME-TIFF.
 
     Returns
     -------
@@ -271,7 +294,7 @@ def write_hdf5(
             "dataset": "mosaic", "chunks": chunks, "attrs": attrs, "fingerprint": fingerprint,
             "progress": progress, "mode": mode, "shard": shard, "batch_bytes": batch_bytes,
             "batch_seconds": batch_seconds, "levels": levels, "pixel_size": pixel_size,
-            "channels": channels, "axes": axes,
+            "channels": channels, "axes": axes, "tile_map": tile_map,
         }  # fmt: skip
         return _write_tiff(mosaic, Path(path), fmt, codec, inputs, overwrite, resume, levels_run)
     zarr_out = fmt.container == "zarr"
@@ -293,12 +316,15 @@ def write_hdf5(
     )
     chunks, arrays, shard, header = _plan_run(
         mosaic, fmt, dataset, chunks, levels, n_channels, codec, fingerprint, mode, shard,
-        pixel_size,
+        pixel_size, tile_map,
     )  # fmt: skip
     enc = fmt.encoder(codec, chunks) if isinstance(fmt, OmeZarr) else codec
     meta = Metadata(
-        pixel_size, attrs or {}, str(mosaic.dtype), tuple(channels) if channels else None, axes
-    )
+        pixel_size, attrs or {}, str(mosaic.dtype), tuple(channels) if channels else None, axes,
+        tile_map.keys if tile_map is not None else None,
+    )  # fmt: skip
+    sources = [mosaic] if tile_map is None else [mosaic, tile_map.labels]
+    images = image_arrays(arrays)
     total = sum(a.n_chunks for a in arrays)
 
     def result(written: int, skipped: int) -> WriteResult:
@@ -315,30 +341,31 @@ def write_hdf5(
             time.perf_counter() - t0,
             mode.value,
             fmt.name,
-            [{"name": a.name, "shape": list(a.shape), "chunks": list(a.chunks)} for a in arrays],
+            [{"name": a.name, "shape": list(a.shape), "chunks": list(a.chunks)} for a in images],
             [str(p) for p in [*companions, paths.final]],
+            [a.name for a in arrays if a.source == 1],
         )
 
     paths.final.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(paths.final):
         if _already_complete(paths, header, overwrite=overwrite, resume=resume):
             log.info("%s is already complete with these settings; nothing to do", paths.final)
-            fmt.write_companions(out, arrays, meta)  # a crash may have come between the two
+            fmt.write_companions(out, images, meta)  # a crash may have come between the two
             return result(0, total)
         for c in companions:  # an old companion must never describe the new data file
             c.unlink(missing_ok=True)
         if mode is WriteMode.single:
             written, skipped = _write_single(
-                mosaic, paths, arrays, header, enc, fmt, meta, progress, resume,
+                sources, paths, arrays, header, enc, fmt, meta, progress, resume,
                 batch_bytes, batch_seconds,
             )  # fmt: skip
         else:
             assert shard is not None
             written, skipped = write_sharded(
-                mosaic, paths, arrays, header, codec, cast("HDF5Format", fmt), meta,
+                sources, paths, arrays, header, codec, cast("HDF5Format", fmt), meta,
                 mode=mode, shard=shard, resume=resume, progress=progress,
             )  # fmt: skip
-        fmt.write_companions(out, arrays, meta)
+        fmt.write_companions(out, images, meta)
     return result(written, skipped)
 
 
@@ -354,12 +381,18 @@ def _plan_run(
     mode: WriteMode,
     shard: tuple[int, ...] | None,
     pixel_size: float | None,
+    tile_map: TileMap | None = None,
 ) -> tuple[tuple[int, ...], list[ArraySpec], tuple[int, ...] | None, dict]:
     """A run's storage chunks, arrays, shard shape (the shard write modes) and header."""
     shape = tuple(mosaic.shape)
     chunks = storage_chunks(shape, chunks)
     check_chunk_count(shape, chunks, mosaic.dtype.itemsize)
-    arrays = plan_arrays(fmt, dataset, shape, mosaic.dtype, chunks, levels, channels=n_channels)
+    if tile_map is not None and tuple(tile_map.labels.shape[-2:]) != shape[-2:]:
+        raise ValueError(f"the tile map is {tile_map.labels.shape}, the mosaic {shape}")
+    arrays = plan_arrays(
+        fmt, dataset, shape, mosaic.dtype, chunks, levels, channels=n_channels,
+        tile_map=None if tile_map is None else tile_map.labels.dtype,
+    )  # fmt: skip
     if mode is WriteMode.virtual and any(a.split for a in arrays):
         raise ConfigError(
             f"output.write_mode: virtual cannot store the {fmt.name} format's channels as "
@@ -400,17 +433,18 @@ def _write_tiff(
     n_channels = len(run["channels"] or ())
     _, arrays, _, levels_header = _plan_run(
         mosaic, PlainHDF5(), "mosaic", run["chunks"], run["levels"], n_channels,
-        ChunkCodec(), run["fingerprint"], mode, run["shard"], run["pixel_size"],
+        ChunkCodec(), run["fingerprint"], mode, run["shard"], run["pixel_size"], run["tile_map"],
     )  # fmt: skip
     header = {**levels_header, "tiff": str(codec)}
+    images = image_arrays(arrays)
 
     def result(written: int, skipped: int) -> WriteResult:
         return WriteResult(
             paths.final, "0", tuple(mosaic.shape), str(mosaic.dtype), arrays[0].chunks,
             str(codec), sum(a.n_chunks for a in arrays), written, skipped,
             time.perf_counter() - t0, mode.value, fmt.name,
-            [{"name": str(a.level), "shape": list(a.shape), "chunks": [TILE] * 2} for a in arrays],
-            [str(paths.final)],
+            [{"name": str(a.level), "shape": list(a.shape), "chunks": [TILE] * 2} for a in images],
+            [str(paths.final)], [f"{TILE_MAP}/{a.level}" for a in arrays if a.source == 1],
         )  # fmt: skip
 
     with output_lock(paths.final):
@@ -459,7 +493,7 @@ def _already_complete(paths: OutputPaths, header: dict, *, overwrite: bool, resu
 
 
 def _single_stream(
-    mosaic: Mosaic,
+    sources: list[Mosaic],
     arrays: list[ArraySpec],
     codec: Encoder,
     done: set[Unit],
@@ -468,11 +502,11 @@ def _single_stream(
     """The writer thread and the stream of (task, result) that feeds it. The pyramid is
     built by the writer thread from level 0's halves when the chunk edges allow it (see
     ``_pyramid``), else computed on the workers with every level's own tasks."""
-    if len(arrays) > 1 and halves_align(arrays):
-        graph, todo, wanted, needed = level0_graph(mosaic, arrays, codec, done)
+    if len(image_arrays(arrays)) > 1 and halves_align(arrays):
+        graph, todo, wanted, needed = sources_graph(level0_graph, sources, arrays, codec, done)
         writer = BackgroundWriter(out, PyramidBuilder(arrays, codec, wanted, needed))
     else:
-        graph, todo = unit_graph(mosaic, arrays, codec, done)
+        graph, todo, _, _ = sources_graph(unit_graph, sources, arrays, codec, done)
         writer = BackgroundWriter(out)
     by_unit = {t.unit: t for t in todo}
     # groups of ~GROUP_BYTES of chunks: a few groups in flight then hold little memory
@@ -482,7 +516,7 @@ def _single_stream(
 
 
 def _write_single(
-    mosaic: Mosaic,
+    sources: list[Mosaic],
     paths: OutputPaths,
     arrays: list[ArraySpec],
     header: dict,
@@ -521,7 +555,7 @@ def _write_single(
         skipped = len(done)
         if progress:
             progress(skipped, total)
-        writer, stream = _single_stream(mosaic, arrays, codec, done, out)
+        writer, stream = _single_stream(sources, arrays, codec, done, out)
         try:
             for n, (task, result) in enumerate(stream, 1):
                 data, mask, crc, *half = result
