@@ -1,5 +1,6 @@
 """napari reader (npe2, manifest ``napari.yaml``): a lazystitch HDF5 or BigDataViewer output
-opens as one lazy multiscale image layer (one per channel).
+opens as one lazy multiscale image layer (one per channel), and its tile map, when the run
+wrote one (``--tile-map``), as a lazy multiscale labels layer above it.
 
 Each level is a dask array whose blocks open the file inside their task and read only their
 region: building the layer reads attributes, never pixels. The scale is the recorded pixel
@@ -108,6 +109,7 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     import h5py
 
     from lazystitch.writers._files import CONTRAST_ATTR, RUN_ATTR, header_arrays, run_dataset
+    from lazystitch.writers._plan import TILE_MAP, image_arrays
 
     if isinstance(path, list):
         (path,) = path
@@ -124,18 +126,20 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
             else None
         )
         dtype = np.dtype(run["dtype"])
+        keys = f[TILE_MAP].attrs["lazystitch_tile_keys"].tolist() if TILE_MAP in f else []
         if run.get("layout") == "bdv":
             channels = channels or _bdv_channel_names(h5.with_suffix(".xml"))
             if dtype == np.int16 and "dataType" not in f["s00"].attrs:
                 dtype = np.dtype(np.uint16)  # BigDataViewer's uint16, kept as int16 bits
     arrays = header_arrays(run)
-    levels = [_level(h5, a, dtype) for a in arrays]
-    px = run.get("pixel_size") or 1.0
-    ndim = len(arrays[0].shape)
+    images = image_arrays(arrays)
+    levels = [_level(h5, a, dtype) for a in images]
+    px = float(run.get("pixel_size") or 1.0)
+    ndim = len(images[0].shape)
     lead = ndim - 2 - (1 if channels else 0)
     meta: dict[str, Any] = {
         "multiscale": True,
-        "scale": (1.0,) * lead + (float(px), float(px)),
+        "scale": (1.0,) * lead + (px, px),
         "metadata": {"lazystitch": run, "pixel_size_um": run.get("pixel_size")},
     }
     name = Path(str(path)).name
@@ -148,7 +152,32 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
         meta["name"] = name
         if contrast is not None:
             meta["contrast_limits"] = [float(v) for v in contrast[0]]
-    return [(levels, meta, "image")]
+    layers: list[LayerData] = [(levels, meta, "image")]
+    tile_map = [a for a in arrays if a.source == 1]
+    if tile_map:
+        layers.append(_tile_map_layer(h5, tile_map, px, name, keys))
+    return layers
+
+
+def _tile_map_layer(
+    h5: Path, arrays: list[Any], px: float, name: str, keys: list[list[int]]
+) -> LayerData:
+    """The tile map as a 2-D multiscale labels layer (napari shows it over every z, t and
+    channel; its stored leading axes are all 1), each label's (row, col) in ``features``."""
+    levels = [_level(h5, a, np.dtype(a.dtype)) for a in arrays]
+    levels = [lv[(0,) * (lv.ndim - 2)] for lv in levels]
+    meta = {
+        "name": f"{name} tile map",
+        "multiscale": True,
+        "scale": (px, px),
+        "opacity": 0.35,
+        "features": {
+            "label": list(range(len(keys) + 1)),
+            "tile": ["none"] + [f"({r}, {c})" for r, c in keys],
+        },
+        "metadata": {"lazystitch_tile_keys": keys},
+    }
+    return (levels, meta, "labels")
 
 
 def _bdv_channel_names(xml: Path) -> list[str] | None:

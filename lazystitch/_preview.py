@@ -43,6 +43,7 @@ def read_level(out: Path, fmt: str, level: int) -> np.ndarray:
 
     from lazystitch.writers._files import RUN_ATTR, header_arrays, run_dataset
     from lazystitch.writers._format_bdv import bdv_paths
+    from lazystitch.writers._plan import image_arrays
 
     h5 = bdv_paths(out)[1] if fmt == "bdv" else out
     with h5py.File(h5, "r") as f:
@@ -50,7 +51,7 @@ def read_level(out: Path, fmt: str, level: int) -> np.ndarray:
         if ds is None:
             raise ValueError(f"{h5} holds no lazystitch mosaic")
         run = json.loads(ds.attrs[RUN_ATTR])
-        spec = header_arrays(run)[level]
+        spec = image_arrays(header_arrays(run))[level]
         planes = [f[spec.dataset_name(c)][...] for c in range(spec.planes)]
         data = np.stack(planes) if spec.split else planes[0]
         data = data.reshape(spec.shape)  # BDV's padded z axis of a 2-D mosaic

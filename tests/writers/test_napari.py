@@ -65,3 +65,34 @@ def test_other_files_are_left_to_other_readers(tmp_path):
     assert get_reader(str(plain)) is None
     assert get_reader(str(tmp_path / "missing.h5")) is None
     assert get_reader(str(tmp_path / "m.ome.zarr")) is None
+
+
+@pytest.mark.parametrize("out_name", ["m.h5", "m.xml"], ids=["hdf5", "bdv"])
+def test_the_tile_map_opens_as_a_lazy_labels_layer(tmp_path, monkeypatch, out_name):
+    from lazystitch.fusion import plan_fusion, tile_map_graph
+    from lazystitch.io import open_tiles_pattern
+    from lazystitch.layout import positions_from_csv
+    from lazystitch.testing import make_tiles
+
+    s = make_tiles(
+        tmp_path / "t", grid=(2, 3), tile_yx=(60, 70), overlap=14, jitter=4, lead=(3,), seed=2
+    )
+    tiles = open_tiles_pattern(s.pattern, s.positions)
+    plan = plan_fusion(positions_from_csv(s.positions_csv, tiles.tile_yx))
+    tmap = tile_map_graph(plan, lead=1, chunks=(64, 64))
+    labels = tmap.labels.to_array().compute()[0]
+    out = tmp_path / out_name
+    mosaic = da.from_array(s.image, chunks=(1, 64, 64))
+    write_hdf5(mosaic, out, chunks=(32, 32), pixel_size=0.5, tile_map=tmap)
+    PluginManager.instance().discover()
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", _refuse)  # building reads no pixel
+    monkeypatch.setattr(h5py.Dataset, "read_direct", _refuse)
+    (image, (levels, meta, kind)) = io_utils.read([str(out)], stack=False, plugin_name="lazystitch")
+    monkeypatch.undo()
+    assert image[2] == "image" and len(image[0]) == len(levels) > 1
+    assert image[0][0].shape == s.image.shape  # the z-stack's levels, the tile map not among them
+    assert kind == "labels" and meta["multiscale"] and meta["scale"] == (0.5, 0.5)
+    assert meta["features"]["tile"][1:] == [f"({r}, {c})" for r, c in sorted(s.positions)]
+    for k, level in enumerate(levels):  # 2-D: napari shows it over every z
+        assert isinstance(level, da.Array) and level.dtype == np.uint8
+        np.testing.assert_array_equal(level.compute(), labels[:: 2**k, :: 2**k])
