@@ -40,7 +40,9 @@ def _levels(path):
             }
     if path.is_dir():
         root = zarr.open_group(path, mode="r")
-        groups = [("", root)] + [("labels/tile_map/", root["labels/tile_map"])] * ("labels" in root)
+        groups = [("", root)]
+        if "labels" in root:
+            groups.append(("labels/tile_map/", root["labels/tile_map"]))
         return {
             p + n: (g[n][...], g[n].nchunks_initialized, False)
             for p, g in groups

@@ -20,6 +20,11 @@ class Encoder(Protocol):
         """The unit's stored bytes (or a contiguous array of them) and their filter mask."""
         ...
 
+    def for_array(self, spec: Any) -> Encoder:
+        """The encoder of the array ``spec`` (an ``ArraySpec``): this one, or the same with
+        the array's own compression where it has one (``spec.codec``)."""
+        ...
+
 
 class Compression(str, Enum):
     """Compression of the HDF5 chunks. ``blosc`` (blosc with zstd inside) and ``zstd`` need
@@ -86,6 +91,18 @@ class ChunkCodec:
 
     def __str__(self) -> str:
         return self.compression.value + ("" if self.level is None else f":{self.level}")
+
+    def for_array(self, spec: Any) -> ChunkCodec:
+        """This codec, or ``spec.codec`` where the array has its own (the tile map's).
+
+        Examples
+        --------
+        >>> from lazystitch.writers._plan import ArraySpec
+        >>> tile_map = ArraySpec("tile_map", (8, 8), "uint8", (4, 4), codec="gzip:1")
+        >>> str(ChunkCodec().for_array(tile_map))
+        'gzip:1'
+        """
+        return ChunkCodec.parse(spec.codec) if spec.codec else self
 
     def dataset_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``h5py.Group.create_dataset``."""

@@ -115,7 +115,7 @@ class ZarrChunkStore:
             for path, group_attrs in attrs.items():
                 self.group.require_group(path).attrs.put(group_attrs)
         for a in self.arrays:
-            kw = self.codec.array_kwargs(a.shape, a.dtype, a.chunks)
+            kw = self.codec.for_array(a).array_kwargs(a.shape, a.dtype, a.chunks)
             del kw["zarr_format"]  # the group's
             if self.fmt.zarr_format == 3:
                 kw["dimension_names"] = list(names)

@@ -201,6 +201,7 @@ def create_array(
     ``resume`` checks.
     """
     whole = shape is not None
+    codec = codec.for_array(spec)
     ds = file.create_dataset(
         spec.name if whole else spec.dataset_name(plane),
         shape=shape if whole else spec.stored_shape,
@@ -261,6 +262,7 @@ def header_arrays(header: dict) -> list[ArraySpec]:
             bool(a.get("split", False)),
             int(a.get("source", 0)),
             str(a.get("reduce", "mean")),
+            str(a.get("codec", "")),
         )
         for a in header["arrays"]
     ]

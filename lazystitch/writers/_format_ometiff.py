@@ -26,7 +26,7 @@ from lazystitch.writers._codec import ChunkCodec, Compression
 from lazystitch.writers._format import Metadata
 from lazystitch.writers._format_hdf5 import PlainHDF5, level_name
 from lazystitch.writers._format_omezarr import default_axes
-from lazystitch.writers._plan import TILE_MAP, ArraySpec
+from lazystitch.writers._plan import LABELS_CODEC, TILE_MAP, ArraySpec
 
 __all__ = ["RUN_TAG", "TILE", "OmeTiff", "tiff_header"]
 
@@ -144,14 +144,16 @@ class OmeTiff:
                 "compression": "zlib" if codec.compression is Compression.gzip else None,
                 "compressionargs": {"level": codec.level} if codec.level is not None else None,
             }
-            images = [(levels, md, True)]
+            images = [(levels, md, True, common)]
             if TILE_MAP in f:  # the tile map: a second image, Y x X, with its own levels
                 names = [str(n) for n in f[TILE_MAP].attrs["lazystitch_levels"]]
                 yx = {k: v for k, v in md.items() if k.startswith("Physical")}
                 tile_md = {"axes": "YX", "Name": TILE_MAP, **yx}
-                images.append(([f[n] for n in names], tile_md, False))
+                labels = ChunkCodec.parse(LABELS_CODEC)  # deflate, whatever the mosaic's
+                deflate = {"compression": "zlib", "compressionargs": {"level": labels.level}}
+                images.append(([f[n] for n in names], tile_md, False, common | deflate))
             with tifffile.TiffWriter(dst, bigtiff=True, ome=True) as tif:
-                for image, image_md, first in images:
+                for image, image_md, first, settings in images:
                     for k, level in enumerate(image):
                         extra: dict[str, Any] = {}
                         if px is not None:
@@ -165,7 +167,7 @@ class OmeTiff:
                             extra["extratags"] = [(RUN_TAG, "s", 0, run, True)]
                         shape = level.shape if first else level.shape[-2:]
                         tif.write(
-                            _tiles(level, TILE), shape=shape, dtype=level.dtype, **common,
+                            _tiles(level, TILE), shape=shape, dtype=level.dtype, **settings,
                             **extra,
                         )  # fmt: skip
         fsync_path(dst)

@@ -23,7 +23,7 @@ channel names and contrast windows (from the coarsest level, once it is written)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,6 +124,10 @@ class ZarrCodec:
 
     def __str__(self) -> str:
         return str(self.codec)
+
+    def for_array(self, spec: Any) -> ZarrCodec:
+        """This encoder, with the array's own compression where it has one (the tile map's)."""
+        return replace(self, codec=self.codec.for_array(spec)) if spec.codec else self
 
     def array_kwargs(self, shape: tuple[int, ...], dtype: Any, unit: tuple[int, ...]) -> dict:
         """``zarr.create_array`` settings of an array of ``shape`` whose units are ``unit``."""

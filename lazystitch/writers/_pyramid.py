@@ -99,6 +99,6 @@ class PyramidBuilder:
         del self._open[unit]
         pixels = entry[0]
         if target in self.wanted[k]:
-            yield unit, encode(pixels, self.codec, spec.chunks)
+            yield unit, encode(pixels, self.codec.for_array(spec), spec.chunks)
         if k + 1 < len(self.arrays) and self.arrays[k + 1].source == spec.source:
             yield from self.add(k, target, REDUCERS[spec.reduce](pixels))

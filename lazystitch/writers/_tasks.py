@@ -419,7 +419,7 @@ def sources_graph(
     for first, specs in series(arrays):
         own = set(range(first, first + len(specs)))
         local = {(k - first, i) for k, i in skip if k in own}
-        out = build(sources[specs[0].source], specs, codec, local)
+        out = build(sources[specs[0].source], specs, codec.for_array(specs[0]), local)
         graphs.append(out[0])
         tasks += [replace(t, unit=(t.unit[0] + first, t.unit[1])) for t in out[1]]
         if len(out) > 2:

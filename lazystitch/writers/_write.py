@@ -45,6 +45,7 @@ from lazystitch.writers._format_ometiff import TILE, OmeTiff, tiff_header
 from lazystitch.writers._format_omezarr import OmeZarr, ZarrCodec
 from lazystitch.writers._locks import output_lock
 from lazystitch.writers._plan import (
+    LABELS_CODEC,
     TILE_MAP,
     ArraySpec,
     Unit,
@@ -162,7 +163,11 @@ def plan_arrays(
     for a in list(arrays):
         shape, unit = (*one, *a.shape[-2:]), (*one, *a.chunks[-2:])
         name = fmt.tile_map_name(a.level)
-        arrays.append(ArraySpec(name, shape, label, unit, a.level, source=1, reduce="nearest"))
+        arrays.append(
+            ArraySpec(
+                name, shape, label, unit, a.level, source=1, reduce="nearest", codec=LABELS_CODEC
+            )
+        )
     return arrays
 
 

@@ -3,6 +3,8 @@ every other pixel, written by the same core (exactly once, resumable), read back
 that share no code with the writer (h5py, zarr-python, ome-zarr-models, ome-zarr-py,
 tifffile)."""
 
+import json
+
 import dask.array as da
 import h5py
 import numpy as np
@@ -75,6 +77,18 @@ def _read(out):
         return level0, [f[n][...] for n in tm.attrs["lazystitch_levels"]], keys
 
 
+def _compressed(out) -> bool:
+    """Whether the tile map's level 0 is deflate/gzip-compressed, as the file says."""
+    if out.name.endswith(".tif"):
+        with tifffile.TiffFile(out) as tif:
+            return tif.series[1].pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+    if out.is_dir():
+        meta = zarr.open_array(out / "labels" / "tile_map" / "0", mode="r").metadata.to_dict()
+        return '"gzip"' in json.dumps(meta, default=str)  # v3 codecs (inside a shard's), v2
+    with h5py.File(out.with_suffix(".h5")) as f:
+        return f["tile_map"].compression == "gzip"
+
+
 @pytest.mark.parametrize(
     ("name", "output"),
     [("m.h5", {}), ("m.xml", {}), ("m.ome.zarr", {}),
@@ -96,6 +110,7 @@ def test_every_format_holds_the_tile_map_and_its_nearest_levels(
     if keys is not None:  # label n names the n-th tile in (row, col) order
         assert keys == dict(enumerate(sorted(s.positions), 1))
     assert res.tile_map
+    assert _compressed(tmp_path / name)  # labels are stored deflated whatever the mosaic's
 
 
 @pytest.mark.parametrize("version", ["0.5", "0.4"])
