@@ -17,6 +17,7 @@ It depends on the positions alone: no tile is read.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,29 +61,54 @@ def tile_map_block(
     dtype: np.dtype,
     block_id: tuple[int, ...] = (0, 0),
 ) -> np.ndarray:
-    """Worker side: one block of the tile map, with ``lead`` leading axes of length 1."""
+    """Worker side: one block of the tile map, with ``lead`` leading axes of length 1.
+
+    Each tile's part of the block is filled with its label, in blending order (``first``:
+    in reverse), which is the answer wherever one tile covers a pixel, and for ``first`` and
+    ``last`` everywhere. For the weighing modes the weights are then computed only where two
+    tiles meet: on each pairwise intersection, every tile that touches it is weighed and the
+    heaviest wins. A pixel in several intersections gets the same answer from each (all the
+    tiles over it are weighed every time), so the work is the overlaps', not the tiles'.
+    """
     mode = BlendMode(blend)
     i, j = block_id[-2], block_id[-1]
     y0, y1, x0, x1 = index.bounds(i, j)
     h, w = plan.tile_yx
     labels = np.zeros((y1 - y0, x1 - x0), dtype=dtype)
-    best = None if mode in (BlendMode.first, BlendMode.last) else np.zeros(labels.shape)
-    tiles = index.at(i, j)
-    for t in tiles[::-1] if mode is BlendMode.first else tiles:
+    rects: dict[int, tuple[int, int, int, int]] = {}  # each tile's part, in block pixels
+    for t in sorted(int(t) for t in index.at(i, j)):
         py, px = (int(v) for v in plan.positions[t])
-        ra, rb = max(y0, py) - py, min(y1, py + h) - py
-        ca, cb = max(x0, px) - px, min(x1, px + w) - px
-        if ra >= rb or ca >= cb:
-            continue
-        sl = (slice(py + ra - y0, py + rb - y0), slice(px + ca - x0, px + cb - x0))
-        if best is None:  # first (visited last to first) or last: the later tile wins
-            labels[sl] = t + 1
-            continue
-        weight = np.multiply.outer(edge_ramp(h)[ra:rb], edge_ramp(w)[ca:cb])
-        more = weight > best[sl]  # strictly: a tie stays with the earlier tile
-        labels[sl][more] = t + 1
-        best[sl][more] = weight[more]
+        r = (max(y0, py) - y0, min(y1, py + h) - y0, max(x0, px) - x0, min(x1, px + w) - x0)
+        if r[0] < r[1] and r[2] < r[3]:
+            rects[t] = r
+    for t in reversed(rects) if mode is BlendMode.first else rects:
+        ra, rb, ca, cb = rects[t]
+        labels[ra:rb, ca:cb] = t + 1
+    if mode in (BlendMode.first, BlendMode.last):
+        return labels.reshape((1,) * lead + labels.shape)
+    meets = {
+        m for a, b in itertools.combinations(rects.values(), 2) if (m := _meet(a, b)) is not None
+    }
+    for m in meets:
+        ra, rb, ca, cb = m
+        over = [t for t, r in rects.items() if _meet(r, m) is not None]
+        weight = np.zeros((len(over), rb - ra, cb - ca))
+        for k, t in enumerate(over):  # in blending order: argmax keeps the earlier on a tie
+            ta, tb, sa, sb = _meet(rects[t], m)  # type: ignore[misc]
+            py, px = (int(v) for v in plan.positions[t])
+            wy = edge_ramp(h)[ta + y0 - py : tb + y0 - py]
+            wx = edge_ramp(w)[sa + x0 - px : sb + x0 - px]
+            weight[k, ta - ra : tb - ra, sa - ca : sb - ca] = np.multiply.outer(wy, wx)
+        labels[ra:rb, ca:cb] = np.asarray(over, dtype=dtype)[weight.argmax(axis=0)] + 1
     return labels.reshape((1,) * lead + labels.shape)
+
+
+def _meet(
+    a: tuple[int, int, int, int], b: tuple[int, int, int, int]
+) -> tuple[int, int, int, int] | None:
+    """The intersection of two rectangles ``(y0, y1, x0, x1)``, or None."""
+    r = (max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3]))
+    return r if r[0] < r[1] and r[2] < r[3] else None
 
 
 def tile_map_graph(

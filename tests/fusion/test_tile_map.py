@@ -7,7 +7,7 @@ import tifffile
 
 from lazystitch.fusion import fuse, plan_fusion, tile_map_graph
 from lazystitch.io import open_tiles_pattern
-from lazystitch.layout import positions_from_csv
+from lazystitch.layout import positions_from_csv, positions_layout
 from lazystitch.testing import make_tiles
 
 
@@ -65,6 +65,22 @@ def test_tile_map_equals_the_footprint_oracle(jittered, blend, block):
     np.testing.assert_array_equal(got, want)
     assert set(np.unique(got)) - {0} == set(range(1, 13))  # every tile owns pixels
     assert tm.keys == tuple(sorted(s.positions))  # label n names the n-th tile
+
+
+@pytest.mark.parametrize("blend", ["linear", "first"])
+def test_piles_of_tiles_equal_the_oracle(blend):
+    """Tiles scattered at random over a small area, three and more over most pixels, one
+    exactly on another (a tie everywhere it covers): the overlaps' own intersections."""
+    rng = np.random.default_rng(11)
+    keys = [(r, c) for r in range(3) for c in range(4)]
+    positions = {k: (int(rng.integers(0, 40)), int(rng.integers(0, 60))) for k in keys}
+    positions[(2, 3)] = positions[(1, 1)]
+    layout = positions_layout(keys, np.array([positions[k] for k in keys]), (45, 57), "random")
+    for block in [(16, 23), (512, 512)]:
+        tm = tile_map_graph(plan_fusion(layout), blend=blend, chunks=block)
+        got = tm.labels.to_array().compute(scheduler="sync")
+        np.testing.assert_array_equal(got, oracle_tile_map(positions, (45, 57), blend))
+    assert 12 not in got  # (2, 3) ties with the earlier (1, 1) everywhere
 
 
 @pytest.mark.parametrize("blend", ["first", "last"])
