@@ -91,15 +91,20 @@ def tile_map_block(
     }
     for m in meets:
         ra, rb, ca, cb = m
-        over = [t for t, r in rects.items() if _meet(r, m) is not None]
-        weight = np.zeros((len(over), rb - ra, cb - ca))
-        for k, t in enumerate(over):  # in blending order: argmax keeps the earlier on a tie
-            ta, tb, sa, sb = _meet(rects[t], m)  # type: ignore[misc]
+        best = np.zeros((rb - ra, cb - ca))
+        winner = np.zeros(best.shape, dtype=dtype)
+        for t, r in rects.items():  # in blending order; strictly more: a tie stays earlier
+            if (s := _meet(r, m)) is None:
+                continue
             py, px = (int(v) for v in plan.positions[t])
-            wy = edge_ramp(h)[ta + y0 - py : tb + y0 - py]
-            wx = edge_ramp(w)[sa + x0 - px : sb + x0 - px]
-            weight[k, ta - ra : tb - ra, sa - ca : sb - ca] = np.multiply.outer(wy, wx)
-        labels[ra:rb, ca:cb] = np.asarray(over, dtype=dtype)[weight.argmax(axis=0)] + 1
+            wy = edge_ramp(h)[s[0] + y0 - py : s[1] + y0 - py]
+            wx = edge_ramp(w)[s[2] + x0 - px : s[3] + x0 - px]
+            weight = np.multiply.outer(wy, wx)
+            sub = (slice(s[0] - ra, s[1] - ra), slice(s[2] - ca, s[3] - ca))
+            more = weight > best[sub]
+            np.copyto(best[sub], weight, where=more)
+            np.copyto(winner[sub], t + 1, where=more)
+        labels[ra:rb, ca:cb] = winner
     return labels.reshape((1,) * lead + labels.shape)
 
 

