@@ -150,7 +150,7 @@ class ChunkCodec:
         if self.compression is Compression.none:
             return block, 0
         if self.compression is Compression.gzip:
-            return zlib.compress(block, self.level if self.level is not None else -1), 0
+            return zlib.compress(block.data.cast("B"), self.level or 0), 0
         import h5py
 
         if self.compression in (Compression.blosc, Compression.zstd):

@@ -22,6 +22,7 @@ channel names and contrast windows (from the coarsest level, once it is written)
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -149,12 +150,20 @@ class ZarrCodec:
         return kw
 
     def encode(self, block: np.ndarray, chunk_shape: tuple[int, ...]) -> tuple[Any, int]:
-        if self.inner is None and self.codec.compression is Compression.none:
+        comp = self.codec.compression
+        if self.inner is None and comp in (Compression.none, Compression.gzip):
             if block.shape != tuple(chunk_shape):
                 full = np.zeros(chunk_shape, dtype=block.dtype)
                 full[tuple(slice(0, s) for s in block.shape)] = block
                 block = full
-            return np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<")), 0
+            raw = np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<"))
+            if comp is Compression.none:
+                return raw, 0
+            # gzip: the stream Zarr's gzip codec (v3) and compressor (v2) write, made here
+            # without an in-memory array per chunk (measured: 1.6 s more for 8 x 8 tiles'
+            # tile map through zarr-python than through zlib)
+            assert self.codec.level is not None  # gzip always has one
+            return gzip.compress(raw.data.cast("B"), self.codec.level, mtime=0), 0
         import zarr
         from zarr.storage import MemoryStore
 
