@@ -2,8 +2,8 @@
 
 The job of ``bench_writer.py`` (tiles cut from a real micrograph at jittered CSV positions,
 ``linear`` blend, 2 workers, the pyramid, process and cluster start included), written as
-plain HDF5 (with and without the preview picture), BigDataViewer, OME-Zarr 0.5 (plain and
-with Zarr v3 shards of 4 x 4 chunks), OME-Zarr 0.4 and pyramidal OME-TIFF. Each run's wall
+plain HDF5 (with and without the preview picture, with the tile map), BigDataViewer, OME-Zarr 0.5 (plain, with
+the tile map, and with Zarr v3 shards of 4 x 4 chunks), OME-Zarr 0.4 and pyramidal OME-TIFF. Each run's wall
 time is given as a ratio to the plain HDF5 run's in the same round; ``--repeat`` rounds, in
 an order that rotates from round to round.
 
@@ -24,8 +24,10 @@ from bench_writer import lazystitch_cmd, make_job
 RUNS = {
     "hdf5": ("m.h5", ()),
     "hdf5 --no-preview": ("np.h5", ("--no-preview",)),
+    "hdf5 --tile-map": ("tm.h5", ("--tile-map",)),
     "bdv": ("m.xml", ()),
     "ome-zarr 0.5": ("m.ome.zarr", ()),
+    "ome-zarr 0.5 --tile-map": ("tm.ome.zarr", ("--tile-map",)),
     "ome-zarr 0.5 --shard 4,4": ("s.ome.zarr", ("--shard", "4,4")),
     "ome-zarr 0.4": ("v4.ome.zarr", ("--ome-zarr-version", "0.4")),
     "ome-tiff": ("m.ome.tif", ()),

@@ -33,10 +33,16 @@ def test_notebook_runs(path):
             assert f"{fmt}: every level == the plain HDF5 pyramid: True" in outputs
         assert "napari level 2 == the plain HDF5 level 2: True" in outputs
         assert "('x', 'space', 'micrometer')" in outputs
+        for line in (
+            "every format holds the same tile map: True",
+            "its levels take every other pixel: True",
+            "the tile map agrees with the layout: True",
+        ):
+            assert line in outputs
         images = [
             o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
         ]
-        assert images  # the preview picture
+        assert len(images) >= 2  # the preview picture, the tile map beside the mosaic
     if path.name == "05_inputs.ipynb":
         import re
 
