@@ -31,6 +31,30 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _redeliver(unraisable: Any) -> None:
+    """``sys.unraisablehook``: a stop that Python swallowed is sent again.
+
+    A ``KeyboardInterrupt`` raised by :func:`_stop` while the interpreter runs a weakref
+    callback, a ``__del__`` or the garbage collector is printed as "Exception ignored" and
+    dropped, and the run went on to the end and exited 0 (seen on SIGTERM and SIGHUP). Here
+    the signal is sent again from another thread a moment later, once the main thread has
+    left the callback (sent from within, it would be raised inside this hook and dropped
+    too); should it land in a callback again, this hook sends it again.
+    """
+    import _thread
+    import threading
+
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _stopped_by:
+        again = threading.Timer(0.01, _thread.interrupt_main, (signal.Signals(_stopped_by[0]),))
+        again.daemon = True
+        again.start()
+        return
+    _default_unraisablehook(unraisable)
+
+
+_default_unraisablehook = sys.unraisablehook
+
+
 def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
     print(f"lazystitch: warning: {message}", file=sys.stderr, flush=True)
 
@@ -77,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     for sig in _STOP_SIGNALS:  # first: a stop during the imports below is a stop like any other
         signal.signal(sig, _stop)
+    sys.unraisablehook = _redeliver
     if not debug:
         warnings.showwarning = _show_warning
     run: dict[str, Any] = {}
