@@ -309,3 +309,15 @@ print(sorted(m for m in sys.modules if m.split(".")[0] == "scipy" or m.startswit
     np.testing.assert_array_equal(
         _read(tmp_path / "m.h5"), reference_stitch(tiles.tiles, tiles.positions, "linear")
     )
+
+
+def test_info_of_a_zarr_folder_without_zarr_python_says_what_to_install(tmp_path, monkeypatch):
+    from lazystitch.errors import OutputTargetError
+    from lazystitch.writers import describe_output
+
+    with pytest.raises(FileNotFoundError, match=r"m\.ome\.zarr does not exist"):
+        describe_output(tmp_path / "m.ome.zarr")
+    (tmp_path / "m.ome.zarr").mkdir()
+    monkeypatch.setitem(sys.modules, "zarr", None)  # as on a base install: import fails
+    with pytest.raises(OutputTargetError, match=r"pip install 'lazystitch\[zarr\]'"):
+        describe_output(tmp_path / "m.ome.zarr")

@@ -128,11 +128,16 @@ def _journal_progress(journal: Path, info: dict[str, Any]) -> None:
 
 def _zarr_info(path: Path, paths: OutputPaths) -> dict[str, Any]:
     """An OME-Zarr output (or its partial folder): levels, chunks, pixel size, channels."""
-    import zarr
-
     src = path if path.exists() else paths.partial
     if not src.exists():
         raise FileNotFoundError(f"{path} does not exist (and no partial run {paths.partial})")
+    try:
+        import zarr
+    except ImportError:
+        raise OutputTargetError(
+            f"{src} is a Zarr folder; reading it needs zarr-python 3: pip install "
+            "'lazystitch[zarr]'"
+        ) from None
     try:
         group = zarr.open_group(src, mode="r")
     except (OSError, ValueError, FileNotFoundError) as exc:
