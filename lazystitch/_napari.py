@@ -109,7 +109,7 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     import h5py
 
     from lazystitch.writers._files import CONTRAST_ATTR, RUN_ATTR, header_arrays, run_dataset
-    from lazystitch.writers._plan import TILE_MAP, image_arrays
+    from lazystitch.writers._plan import TILE_MAP, image_arrays, tile_map_arrays
 
     if isinstance(path, list):
         (path,) = path
@@ -153,7 +153,7 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
         if contrast is not None:
             meta["contrast_limits"] = [float(v) for v in contrast[0]]
     layers: list[LayerData] = [(levels, meta, "image")]
-    tile_map = [a for a in arrays if a.source == 1]
+    tile_map = tile_map_arrays(arrays)
     if tile_map:
         layers.append(_tile_map_layer(h5, tile_map, px, name, keys))
     return layers

@@ -24,7 +24,7 @@ from lazystitch.writers._files import LIBVER, create_array, mark_complete
 from lazystitch.writers._format import HDF5Format, Metadata
 from lazystitch.writers._format_hdf5 import tile_map_attrs
 from lazystitch.writers._journal import ChunkRecord, Journal
-from lazystitch.writers._plan import ArraySpec, Unit, image_arrays
+from lazystitch.writers._plan import ArraySpec, Unit, image_arrays, tile_map_arrays
 
 __all__ = ["BackgroundSync", "ChunkFile", "create_output_file", "first_level_attrs"]
 
@@ -72,7 +72,7 @@ def first_level_attrs(
         return {}
     if arrays[k].source == 0:
         return fmt.level_attrs(image_arrays(arrays), meta)
-    return tile_map_attrs([a for a in arrays if a.source == arrays[k].source], meta)
+    return tile_map_attrs(tile_map_arrays(arrays), meta)
 
 
 class ChunkFile:

@@ -14,7 +14,7 @@ import numpy as np
 
 from lazystitch.errors import ResumeMismatchError
 from lazystitch.writers._codec import ChunkCodec
-from lazystitch.writers._plan import ArraySpec
+from lazystitch.writers._plan import ArraySpec, image_arrays
 
 __all__ = [
     "COMPLETE_ATTR",
@@ -228,7 +228,7 @@ def mark_complete(
     ``channels``: whether the first axis is a channel axis; ``dtype``: the mosaic's."""
     from lazystitch.writers._contrast import contrast_level, contrast_windows
 
-    k = contrast_level([a.shape for a in arrays if a.source == 0], channels)  # mosaic first
+    k = contrast_level([a.shape for a in image_arrays(arrays)], channels)  # mosaic first
     if arrays[k].split:
         windows = [contrast_windows(ds, False, dtype)[0] for ds in datasets[k]]
     else:

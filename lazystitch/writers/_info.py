@@ -22,7 +22,13 @@ from lazystitch.writers._files import (
 )
 from lazystitch.writers._format_omezarr import is_zarr_output
 from lazystitch.writers._journal import read_journal
-from lazystitch.writers._plan import TILE_MAP, ArraySpec, chunk_counts
+from lazystitch.writers._plan import (
+    TILE_MAP,
+    ArraySpec,
+    chunk_counts,
+    image_arrays,
+    tile_map_arrays,
+)
 from lazystitch.writers._shards import RECORDS_ATTR
 
 __all__ = ["describe_output"]
@@ -99,7 +105,7 @@ def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
             arrays = header_arrays(run) if "arrays" in run else []
             info["levels"] = [
                 {"name": _stored_names(a), "shape": list(a.shape), "chunks": list(a.chunks)}
-                for a in arrays if a.source == 0
+                for a in image_arrays(arrays)
             ]  # fmt: skip
             _tile_map_info(arrays, info)
             info["pixel_size_um"] = run.get("pixel_size")
@@ -110,7 +116,7 @@ def _dataset_info(path: Path, dataset: str | None) -> dict[str, Any]:
 
 def _tile_map_info(arrays: list[ArraySpec], info: dict[str, Any]) -> None:
     """The tile map's levels (``--tile-map``), if the run writes one."""
-    tile_map = [a for a in arrays if a.source == 1]
+    tile_map = tile_map_arrays(arrays)
     if tile_map:
         info["tile_map"] = " ".join(
             f"{'x'.join(map(str, a.shape[-2:]))} ({a.name}, {a.dtype})" for a in tile_map
@@ -151,9 +157,7 @@ def _zarr_info(path: Path, paths: OutputPaths) -> dict[str, Any]:
     version = ome.get("version") or ome["multiscales"][0].get("version")
     levels = []
     arrays = header_arrays(run)
-    for a in arrays:
-        if a.source != 0:
-            continue
+    for a in image_arrays(arrays):
         arr: Any = group[a.name]
         entry = {"name": a.name, "shape": list(arr.shape), "chunks": list(arr.chunks)}
         if getattr(arr, "shards", None):

@@ -27,6 +27,7 @@ __all__ = [
     "run_header",
     "series",
     "storage_chunks",
+    "tile_map_arrays",
 ]
 
 TILE_MAP = "tile_map"
@@ -159,6 +160,11 @@ class ArraySpec:
 def image_arrays(arrays: list[ArraySpec]) -> list[ArraySpec]:
     """The mosaic's arrays of a run (its levels, finest first), without the tile map's."""
     return [a for a in arrays if a.source == 0]
+
+
+def tile_map_arrays(arrays: list[ArraySpec]) -> list[ArraySpec]:
+    """The tile map's arrays of a run (its levels, finest first; none without one)."""
+    return [a for a in arrays if a.source == 1]
 
 
 def series(arrays: list[ArraySpec]) -> list[tuple[int, list[ArraySpec]]]:

@@ -54,6 +54,7 @@ from lazystitch.writers._plan import (
     level_shapes,
     run_header,
     storage_chunks,
+    tile_map_arrays,
 )
 from lazystitch.writers._pyramid import PyramidBuilder, halves_align
 from lazystitch.writers._resume import copy_verified, resume_source
@@ -348,7 +349,7 @@ def write_hdf5(
             fmt.name,
             [{"name": a.name, "shape": list(a.shape), "chunks": list(a.chunks)} for a in images],
             [str(p) for p in [*companions, paths.final]],
-            [a.name for a in arrays if a.source == 1],
+            [a.name for a in tile_map_arrays(arrays)],
         )
 
     paths.final.parent.mkdir(parents=True, exist_ok=True)
@@ -449,7 +450,7 @@ def _write_tiff(
             str(codec), sum(a.n_chunks for a in arrays), written, skipped,
             time.perf_counter() - t0, mode.value, fmt.name,
             [{"name": str(a.level), "shape": list(a.shape), "chunks": [TILE] * 2} for a in images],
-            [str(paths.final)], [f"{TILE_MAP}/{a.level}" for a in arrays if a.source == 1],
+            [str(paths.final)], [f"{TILE_MAP}/{a.level}" for a in tile_map_arrays(arrays)],
         )  # fmt: skip
 
     with output_lock(paths.final):
