@@ -30,7 +30,7 @@ from lazystitch.writers._files import (
 from lazystitch.writers._format import Metadata
 from lazystitch.writers._format_omezarr import OmeZarr, ZarrCodec
 from lazystitch.writers._journal import ChunkRecord, Journal, read_journal
-from lazystitch.writers._plan import ArraySpec, Unit, image_arrays
+from lazystitch.writers._plan import ArraySpec, Unit, image_arrays, tile_map_arrays
 
 __all__ = ["ZarrChunkStore", "replace_folder"]
 
@@ -108,8 +108,7 @@ class ZarrChunkStore:
         remove(self.paths.journal)
         self.group = zarr.open_group(self.root, mode="w", zarr_format=self.fmt.zarr_format)
         names = self.fmt.axes(self.arrays, self.meta)
-        images = image_arrays(self.arrays)
-        tile_map = self.arrays[len(images) :]
+        images, tile_map = image_arrays(self.arrays), tile_map_arrays(self.arrays)
         if tile_map:  # the NGFF labels group and the tile map's image-label group
             attrs = self.fmt.label_attrs(images, tile_map, self.meta)
             for path, group_attrs in attrs.items():

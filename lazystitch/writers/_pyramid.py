@@ -71,14 +71,18 @@ class PyramidBuilder:
             n *= stop - first
         return n
 
+    def _coarser(self, level: int) -> bool:
+        """Whether array ``level`` has a coarser level of its own source after it (the next
+        array may be another source's first)."""
+        k = level + 1
+        return k < len(self.arrays) and self.arrays[k].source == self.arrays[level].source
+
     def add(self, level: int, index: ChunkIndex, half: np.ndarray) -> Iterator[tuple[Unit, Any]]:
         """Take the half of chunk ``index`` of ``level``; yield ``(unit, (bytes, mask, crc))``
         for each coarser chunk that is now complete and to be written."""
         k = level + 1
-        if k >= len(self.arrays) or index not in self.needed[level]:
+        if not self._coarser(level) or index not in self.needed[level]:
             return
-        if self.arrays[k].source != self.arrays[level].source:
-            return  # the last level of one source; the next array is another's
         finer, spec = self.arrays[level], self.arrays[k]
         flo, _ = finer.bounds(index)
         nlead = len(flo) - 2
@@ -100,5 +104,5 @@ class PyramidBuilder:
         pixels = entry[0]
         if target in self.wanted[k]:
             yield unit, encode(pixels, self.codec.for_array(spec), spec.chunks)
-        if k + 1 < len(self.arrays) and self.arrays[k + 1].source == spec.source:
+        if self._coarser(k):
             yield from self.add(k, target, REDUCERS[spec.reduce](pixels))
