@@ -328,7 +328,7 @@ def level0_graph(
         else:
             layer[key] = (
                 _piece_encode_half, parts, src, dst, region, None, codec if write else None,
-                spec.chunks, reduce,
+                spec.chunks, reduce if len(arrays) > 1 else None,  # no level 1: no half
             )  # fmt: skip
         tasks.append(UnitTask((0, idx), key, tuple(sorted(blocks)), write))
     for idx in sorted(wanted[1] | need_piece[1]) if direct else ():

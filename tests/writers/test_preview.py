@@ -66,3 +66,51 @@ def test_the_preview_can_be_moved_or_left_out_and_is_never_clobbered(tmp_path, b
     assert res.returncode == 1 and "c.h5.preview.png already exists" in res.stderr
     assert not (tmp_path / "c.h5").exists()  # refused before any work
     assert (tmp_path / "c.h5.preview.png").read_bytes() == b"my picture"
+
+
+def _full_level0(out):
+    """Level 0 of an output, read whole by the format's own library (not lazystitch)."""
+    name = out.name
+    if name.endswith(".ome.zarr"):
+        import zarr
+
+        return np.asarray(zarr.open_group(out, mode="r")["0"][...])
+    if name.endswith(".ome.tif"):
+        import tifffile
+
+        return tifffile.imread(out)
+    import h5py
+
+    with h5py.File(out.with_suffix(".h5") if name.endswith(".xml") else out, "r") as f:
+        data = f["t00000/s00/0/cells"][0] if name.endswith(".xml") else f["mosaic"][...]
+    return data.view(np.uint16) if data.dtype == np.int16 else data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [("m.h5", "none"), ("m.h5", "gzip"), ("m.ome.zarr", "gzip"), ("m.ome.tif", "none"),
+     ("m.xml", "none")],
+)  # fmt: skip
+def test_a_run_without_a_pyramid_previews_every_other_pixel_not_the_whole_level(
+    tmp_path, big, name, codec
+):
+    out = tmp_path / name
+    res = _stitch(big, out, "--no-pyramid", "--compression", codec)
+    assert res.returncode == 0, res.stderr
+    picture = np.asarray(Image.open(tmp_path / f"{name}.preview.png").convert("RGB"))
+    mosaic = _full_level0(out)
+    assert max(mosaic.shape) > 1024 and picture.shape[:2] == mosaic[::2, ::2].shape
+    outline = np.all(picture == OUTLINE, axis=-1)
+    for y, x in big.positions.values():
+        assert outline[y // 2, x // 2 : x // 2 + 40].mean() > 0.5
+    grey = (picture[..., 0] == picture[..., 1]) & (picture[..., 1] == picture[..., 2])
+    sel = grey & ~outline & (mosaic[::2, ::2] > 0)
+    assert np.corrcoef(picture[..., 0][sel], mosaic[::2, ::2][sel])[0, 1] > 0.99
+    # steps that do not divide the chunks (512 px) nor the tiles (TIFF: 512 px) still take
+    # exactly every step-th pixel
+    from lazystitch._preview import read_level
+
+    fmt = {"m.h5": "hdf5", "m.ome.zarr": "ome-zarr", "m.ome.tif": "ome-tiff", "m.xml": "bdv"}
+    for step in (3, 7, 600):
+        np.testing.assert_array_equal(read_level(out, fmt[name], 0, step), mosaic[::step, ::step])
